@@ -1,0 +1,32 @@
+# Two entry points on a fresh machine: `make test` and `make demo`.
+# Both create .venv, install the pinned requirements and the Debian
+# Fashion-MNIST files once, then run. Nothing is fetched at run time.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_WORKDIR ?= workdirs/demo
+
+.PHONY: setup test demo clean
+
+setup: $(VENV)/.installed $(FASHION_MNIST)
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(FASHION_MNIST):
+	$(SUDO) apt-get install -y dataset-fashion-mnist || \
+	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist)
+
+test: setup
+	$(PY) -m pytest -q tests
+
+demo: setup
+	$(PY) -m symmim_jax.pretrain --config=configs/demo.py --workdir=$(DEMO_WORKDIR)
+
+clean:
+	rm -rf $(VENV) workdirs

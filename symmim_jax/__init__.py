@@ -1,0 +1,1 @@
+"""SymMIM: masked image modeling with symmetric checkerboard masks, in JAX."""
