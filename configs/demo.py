@@ -1,0 +1,33 @@
+"""Demo: SymMIM on Fashion-MNIST with a ViT-Ti-sized model, 2 CPU cores, minutes.
+
+make demo   # = python -m symmim_jax.pretrain --config=configs/demo.py --workdir=workdirs/demo
+
+32 px images, 4 px patches (an 8 x 8 grid), checkerboard cells of 4 px (single
+patches) for the online view and 8 px (2 x 2 patches) for the target view: the
+paper's 16/32 px cells at 224 px, scaled to the small grid.
+"""
+from configs import base
+
+
+def get_config():
+    config = base.get_config()
+    config.dataset.name = "fashion_mnist_debian"
+    config.dataset.shuffle_buffer = 10_000
+    config.input.image_size = 32
+    config.input.crop_scale = (0.67, 1.0)
+    config.model.variant = "Ti/4"
+    config.model.drop_path = 0.0
+    config.model.dtype = "float32"
+    config.symmim.online_cell_size = 4
+    config.symmim.target_cell_size = 8
+    config.symmim.projector_hidden_dim = 512
+    config.symmim.projector_out_dim = 128
+    config.symmim.predictor_hidden_dim = 512
+    config.batch_size = 128
+    config.epochs = 1
+    config.warmup_epochs = 0.1
+    config.optim.base_lr = 1.5e-3
+    config.optim.base_batch_size = 128
+    config.log_every = 10
+    config.checkpoint_every = 50
+    return config

@@ -1,0 +1,19 @@
+"""Pretraining methods by `config.method`.
+
+A method says how to mask, what to encode, what to predict and which loss to
+take; the train step, data, checkpoints and evaluation are shared. Each entry is
+(class, check_config): the class is built as `cls(config, total_steps)` and has
+`init(key, images) -> (params, target_params)`,
+`loss(params, target_params, images, key) -> (loss, metrics)` and
+`update_target(target_params, params, step) -> (target_params, metrics)`.
+"""
+from symmim_jax.methods import symmim
+
+METHODS = {
+    "symmim": (symmim.SymMIM, symmim.check_config),
+}
+
+
+def build(config, total_steps: int):
+    method_class, _ = METHODS[config.method]
+    return method_class(config, total_steps)

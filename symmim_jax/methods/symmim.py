@@ -1,0 +1,129 @@
+"""SymMIM (METHOD §2-3): two checkerboard views, an EMA target, three losses.
+
+The online branch sees the image with small-cell mask M1 and reconstructs pixels,
+the target branch (EMA, no gradient) sees the large-cell mask M2. Losses:
+  L_rec1: L1 to the pixels over M1;
+  L_rec2: L1 to the target's reconstruction over M1 & M2;
+  L_con:  per-patch InfoNCE between online predictions and target projections.
+"""
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from symmim_jax import ema, losses, masking, patches
+from symmim_jax.models import heads, vit
+
+
+class SymMIMNet(nn.Module):
+    """Encoder + linear pixel head + projector (+ predictor on the online side)."""
+    encoder: vit.VisionTransformer
+    projector_features: tuple[int, ...]
+    predictor_features: tuple[int, ...]
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, images, mask, *, train: bool, with_predictor: bool):
+        tokens = self.encoder(images, mask, train=train)[:, 1:]  # [B, N, D]
+        p = self.encoder.patch_size
+        out = {
+            "pixels": nn.Dense(p * p * images.shape[-1], dtype=self.dtype,
+                               name="pixel_head")(tokens),  # [B, N, P]
+            "projection": heads.Mlp(self.projector_features, self.dtype,
+                                    name="projector")(tokens),  # [B, N, C]
+        }
+        if with_predictor:
+            out["prediction"] = heads.Mlp(self.predictor_features, self.dtype,
+                                          name="predictor")(out["projection"])
+        return out
+
+
+class SymMIM:
+    """The SymMIM method: how to mask, what to encode, what to predict, the loss."""
+
+    def __init__(self, config, total_steps: int):
+        self.encoder = vit.build_encoder(config.model)
+        sc = config.symmim
+        self.net = SymMIMNet(
+            self.encoder,
+            projector_features=(sc.projector_hidden_dim, sc.projector_hidden_dim,
+                                sc.projector_out_dim),
+            predictor_features=(sc.predictor_hidden_dim, sc.projector_out_dim),
+            dtype=jnp.dtype(config.model.dtype))
+        self.config = sc
+        self.patch = self.encoder.patch_size
+        self.grid = (config.input.image_size // self.patch,) * 2
+        self.momentum = ema.momentum_schedule(sc.momentum_base, total_steps,
+                                              sc.momentum_schedule)
+
+    def init(self, key, images):
+        """-> (online params, target params); the target starts as a copy."""
+        mask = jnp.zeros(images.shape[:1] + (self.grid[0] * self.grid[1],), bool)
+        params = self.net.init(key, images, mask, train=False,
+                               with_predictor=True)["params"]
+        target = {name: params[name] for name in ("encoder", "pixel_head", "projector")}
+        return params, jax.tree.map(jnp.copy, target)
+
+    def masks(self, key, batch_size: int):
+        """(M1, M2): bool[B, N] checkerboards of the online and target cell sizes."""
+        sc = self.config
+        key1, key2 = jax.random.split(key)
+        mask = lambda k, cell: masking.checkerboard_mask(
+            k, batch_size, self.grid, cell // self.patch,
+            random_phase=sc.random_phase, random_offset=sc.random_offset)
+        return mask(key1, sc.online_cell_size), mask(key2, sc.target_cell_size)
+
+    def loss(self, params, target_params, images, key):
+        """images [B, H, W, 3] normalized -> (loss, metrics)."""
+        sc = self.config
+        mask_key, drop_key = jax.random.split(key)
+        m1, m2 = self.masks(mask_key, images.shape[0])
+        online = self.net.apply({"params": params}, images, m1, train=True,
+                                with_predictor=True, rngs={"drop_path": drop_key})
+        target = jax.lax.stop_gradient(self.net.apply(
+            {"params": target_params}, images, m2, train=False, with_predictor=False))
+        pixels = patches.pixel_targets(images, self.patch, sc.norm_pix_target)
+        terms = {
+            "loss_rec1": losses.masked_l1(online["pixels"], pixels, m1),
+            "loss_rec2": losses.masked_l1(online["pixels"], target["pixels"], m1 & m2),
+            "loss_con": losses.patch_infonce(online["prediction"], target["projection"],
+                                             m1, sc.temperature, sc.contrast_dictionary),
+        }
+        loss = (sc.weight_rec1 * terms["loss_rec1"] + sc.weight_rec2 * terms["loss_rec2"]
+                + sc.weight_con * terms["loss_con"])
+        return loss, terms
+
+    def update_target(self, target_params, params, step):
+        """EMA step after the optimizer step -> (target params, metrics)."""
+        momentum = self.momentum(step)
+        return ema.ema_update(target_params, params, momentum), {"momentum": momentum}
+
+
+def check_config(config):
+    """SymMIM's own fields; raises ValueError naming the field and the fix."""
+    sc, patch = config.symmim, vit.decode_variant(config.model.variant).patch_size
+    for field in ("online_cell_size", "target_cell_size"):
+        cell = sc[field]
+        if cell <= 0 or cell % patch:
+            raise ValueError(
+                f"config.symmim.{field}={cell} must be a positive multiple of the patch "
+                f"size {patch} (a cell is a whole number of patches).")
+        if config.input.image_size % cell:
+            raise ValueError(
+                f"config.symmim.{field}={cell} must divide config.input.image_size="
+                f"{config.input.image_size} so the checkerboard has whole cells.")
+    weights = (sc.weight_rec1, sc.weight_rec2, sc.weight_con)
+    if min(weights) < 0 or max(weights) == 0:
+        raise ValueError("config.symmim.weight_rec1/weight_rec2/weight_con must be >= 0 "
+                         f"with at least one > 0, got {weights}.")
+    if sc.temperature <= 0:
+        raise ValueError(f"config.symmim.temperature={sc.temperature} must be > 0.")
+    if not 0.0 <= sc.momentum_base <= 1.0:
+        raise ValueError(f"config.symmim.momentum_base={sc.momentum_base} must be in [0, 1].")
+    if sc.momentum_schedule not in ("cosine", "constant"):
+        raise ValueError(f"config.symmim.momentum_schedule={sc.momentum_schedule!r}: "
+                         "use 'cosine' or 'constant'.")
+    if sc.contrast_dictionary not in ("image", "batch"):
+        raise ValueError(f"config.symmim.contrast_dictionary={sc.contrast_dictionary!r}: "
+                         "use 'image' (the paper's K = N) or 'batch'.")

@@ -1,0 +1,32 @@
+"""Metric sinks of process 0: TensorBoard scalars and `metrics.jsonl` lines."""
+import json
+import os
+
+import jax
+from flax.metrics import tensorboard
+
+
+class MetricWriter:
+    """Writes one record per log step; a no-op on processes other than 0."""
+
+    def __init__(self, workdir: str):
+        self.enabled = jax.process_index() == 0
+        if self.enabled:
+            self._tensorboard = tensorboard.SummaryWriter(
+                os.path.join(workdir, "tensorboard"))
+            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+
+    def write(self, step: int, scalars: dict):
+        if not self.enabled:
+            return
+        scalars = {name: float(value) for name, value in scalars.items()}
+        for name, value in scalars.items():
+            self._tensorboard.scalar(name, value, step)
+        self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
+        self._jsonl.flush()
+
+    def close(self):
+        if self.enabled:
+            self._tensorboard.flush()
+            self._tensorboard.close()
+            self._jsonl.close()

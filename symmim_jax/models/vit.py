@@ -1,0 +1,161 @@
+"""Vision Transformer encoder for masked image modeling.
+
+Layout follows timm's `VisionTransformer` (pre-norm blocks, exact GELU, LayerNorm
+eps 1e-6, fused qkv, [CLS] first) so the weights export without loss. Parameters
+are float32; `dtype` sets the compute dtype (e.g. bfloat16).
+"""
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+LAYER_NORM_EPS = 1e-6
+
+# The one size table: name -> (width, depth, heads); MLP ratio is 4 throughout.
+# "mu" is a toy size for tests and smoke runs (big_vision has the same).
+SIZES = {
+    "mu": (32, 2, 2),
+    "Ti": (192, 12, 3),
+    "S": (384, 12, 6),
+    "B": (768, 12, 12),
+    "L": (1024, 24, 16),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class VitSize:
+    width: int
+    depth: int
+    num_heads: int
+    patch_size: int
+
+
+def decode_variant(variant: str) -> VitSize:
+    """'B/16' -> VitSize(width=768, depth=12, num_heads=12, patch_size=16)."""
+    name, _, patch = variant.partition("/")
+    if name not in SIZES or not patch.isdigit() or int(patch) < 1:
+        raise ValueError(
+            f"config.model.variant={variant!r} is not a ViT variant: use NAME/PATCH "
+            f"with NAME in {sorted(SIZES)} and a positive patch size, e.g. 'B/16'.")
+    return VitSize(*SIZES[name], patch_size=int(patch))
+
+
+def sincos_pos_embed_2d(grid: tuple[int, int], width: int) -> np.ndarray:
+    """Fixed 2-D sin-cos embedding [N, width] (MAE): half the channels per axis."""
+    if width % 4:
+        raise ValueError(f"sin-cos position embedding needs width % 4 == 0, got {width}")
+    omega = 1.0 / 10000 ** (np.arange(width // 4, dtype=np.float64) / (width // 4))
+    rows, cols = np.meshgrid(np.arange(grid[0]), np.arange(grid[1]), indexing="ij")
+
+    def embed(pos):
+        angles = pos.reshape(-1)[:, None] * omega[None]  # [N, width/4]
+        return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+    # MAE puts the column (w) embedding first.
+    return np.concatenate([embed(cols), embed(rows)], axis=1).astype(np.float32)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops the whole residual branch per example."""
+    rate: float
+
+    @nn.compact
+    def __call__(self, x, deterministic: bool):
+        if self.rate == 0.0 or deterministic:
+            return x
+        keep = 1.0 - self.rate
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        kept = jax.random.bernoulli(self.make_rng("drop_path"), keep, shape)
+        return jnp.where(kept, x / keep, jnp.zeros_like(x))
+
+
+class Attention(nn.Module):
+    num_heads: int
+    dtype: Any = jnp.float32
+    implementation: str | None = None
+
+    @nn.compact
+    def __call__(self, x):  # [B, T, D]
+        width = x.shape[-1]
+        head_dim = width // self.num_heads
+        qkv = nn.DenseGeneral((3, self.num_heads, head_dim), dtype=self.dtype,
+                              name="qkv")(x)  # [B, T, 3, H, hd]
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        out = jax.nn.dot_product_attention(q, k, v, implementation=self.implementation)
+        return nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype, name="proj")(out)
+
+
+class MlpBlock(nn.Module):
+    hidden: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Dense(self.hidden, dtype=self.dtype, name="fc1")(x)
+        h = nn.gelu(h, approximate=False)  # exact erf GELU, as torch.nn.GELU()
+        return nn.Dense(x.shape[-1], dtype=self.dtype, name="fc2")(h)
+
+
+class EncoderBlock(nn.Module):
+    num_heads: int
+    drop_path: float = 0.0
+    dtype: Any = jnp.float32
+    attention_impl: str | None = None
+
+    @nn.compact
+    def __call__(self, x, deterministic: bool):
+        norm = lambda name: nn.LayerNorm(LAYER_NORM_EPS, dtype=self.dtype, name=name)
+        drop = DropPath(self.drop_path)
+        y = Attention(self.num_heads, self.dtype, self.attention_impl, name="attn")(
+            norm("norm1")(x))
+        x = x + drop(y, deterministic)
+        y = MlpBlock(4 * x.shape[-1], self.dtype, name="mlp")(norm("norm2")(x))
+        return x + drop(y, deterministic)
+
+
+class VisionTransformer(nn.Module):
+    """ViT encoder; masked patches are replaced by a learned mask token (SimMIM)."""
+    width: int
+    depth: int
+    num_heads: int
+    patch_size: int
+    drop_path: float = 0.0
+    dtype: Any = jnp.float32
+    attention_impl: str | None = None
+
+    @nn.compact
+    def __call__(self, images, mask=None, *, train: bool = False):
+        """images [B, H, W, 3] float, mask bool[B, N] or None -> tokens [B, 1 + N, D]."""
+        p = self.patch_size
+        x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID",
+                    dtype=self.dtype, name="patch_embed")(images)  # [B, gh, gw, D]
+        batch, gh, gw, _ = x.shape
+        x = x.reshape(batch, gh * gw, self.width)  # [B, N, D]
+        mask_token = self.param("mask_token", nn.initializers.normal(0.02),
+                                (1, 1, self.width))
+        if mask is not None:
+            x = jnp.where(mask[..., None], mask_token.astype(x.dtype), x)
+        x = x + sincos_pos_embed_2d((gh, gw), self.width).astype(x.dtype)
+        cls = self.param("cls_token", nn.initializers.normal(0.02), (1, 1, self.width))
+        # The [CLS] slot of the position embedding is zero (MAE), so no addition here.
+        cls = jnp.broadcast_to(cls.astype(x.dtype), (batch, 1, self.width))
+        x = jnp.concatenate([cls, x], axis=1)  # [B, 1 + N, D]
+        drop_rates = np.linspace(0.0, self.drop_path, self.depth)
+        for i in range(self.depth):
+            block = EncoderBlock(self.num_heads, float(drop_rates[i]), self.dtype,
+                                 self.attention_impl, name=f"blocks_{i}")
+            x = block(x, not train)
+        return nn.LayerNorm(LAYER_NORM_EPS, dtype=self.dtype, name="norm")(x)
+
+
+def build_encoder(model_config) -> VisionTransformer:
+    """Encoder from `config.model` (variant, drop_path, dtype, attention_impl)."""
+    size = decode_variant(model_config.variant)
+    return VisionTransformer(
+        width=size.width, depth=size.depth, num_heads=size.num_heads,
+        patch_size=size.patch_size, drop_path=model_config.drop_path,
+        dtype=jnp.dtype(model_config.dtype),
+        attention_impl=model_config.attention_impl)

@@ -1,0 +1,202 @@
+r"""Pretraining entry point.
+
+python -m symmim_jax.pretrain --config=configs/demo.py --workdir=workdirs/demo
+
+Running again with the same workdir resumes from its latest checkpoint. The
+order of a run:
+  1. validate the config and the dataset (nothing is written before this);
+  2. open the workdir and its checkpoints; stop if the run is already finished;
+  3. build the mesh, the method, the optimizer and the jitted step;
+  4. create or restore the state, already sharded;
+  5. loop: input -> step -> metrics -> checkpoint, until `total_steps`.
+"""
+import dataclasses
+import functools
+import json
+import math
+import os
+import sys
+import time
+
+from absl import app, flags, logging
+import jax
+from ml_collections import config_flags
+import numpy as np
+import tqdm
+
+from symmim_jax import checkpoint, data, methods, optim, sharding, validation
+from symmim_jax.metrics import MetricWriter
+from symmim_jax.train_step import init_state, train_step
+
+config_flags.DEFINE_config_file("config", None, "Path to a config file.",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunLength:
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+
+
+def run_length(config, num_examples: int) -> RunLength:
+    """Steps from epochs; `config.total_steps` overrides them and the warm-up
+    keeps its share of the run."""
+    steps_per_epoch = num_examples // config.batch_size
+    if steps_per_epoch == 0:
+        raise validation.ConfigError(
+            f"config.batch_size={config.batch_size} is larger than the "
+            f"{num_examples} examples of config.dataset.split={config.dataset.split!r}.")
+    total = config.total_steps or config.epochs * steps_per_epoch
+    warmup = round(total * config.warmup_epochs / config.epochs)
+    return RunLength(steps_per_epoch, total, warmup)
+
+
+def prepare(config):
+    """Every check that can fail before the workdir is touched -> RunLength."""
+    validation.validate(config, num_devices=jax.device_count(),
+                        num_processes=jax.process_count())
+    try:
+        num_examples = data.num_examples(config.dataset)
+    except ValueError as err:
+        raise validation.ConfigError(str(err)) from None
+    return run_length(config, num_examples)
+
+
+def open_workdir(workdir: str, config):
+    """Creates the workdir (never clears it) and opens its checkpoints."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as err:
+        raise validation.ConfigError(f"--workdir={workdir} cannot be created: {err}")
+    if not os.access(workdir, os.W_OK):
+        raise validation.ConfigError(f"--workdir={workdir} is not writable.")
+    config_path = os.path.join(workdir, "config.json")
+    if jax.process_index() == 0 and not os.path.exists(config_path):
+        with open(config_path, "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+    return checkpoint.open_manager(workdir, checkpoint_every=config.checkpoint_every,
+                                   keep=config.keep_checkpoints)
+
+
+def make_state(config, method, tx, mesh, manager):
+    """-> (state, base key, start step): restored when a checkpoint exists."""
+    local_batch = config.batch_size // jax.process_count()
+    image_shape = (1, config.input.image_size, config.input.image_size, 3)
+    init = functools.partial(init_state, method, tx, image_shape=image_shape)
+    abstract = jax.eval_shape(init, jax.random.key(0))
+    # Data parallel: every device holds the whole state.
+    state_sharding = jax.tree.map(lambda _: sharding.replicated(mesh), abstract)
+    latest = manager.latest_step()
+    if latest is None:
+        key = jax.random.key(config.seed)
+        init_key, run_key = jax.random.split(key)
+        state = jax.jit(init, out_shardings=state_sharding)(init_key)
+        return state, state_sharding, run_key, 0
+    target = jax.tree.map(
+        lambda leaf, s: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s),
+        abstract, state_sharding)
+    state, record = checkpoint.restore(manager, latest, target)
+    position = record["data"]
+    if position["process_count"] != jax.process_count():
+        logging.warning("Checkpoint was written by %d processes, running on %d: the "
+                        "data order after step %d differs from the original run.",
+                        position["process_count"], jax.process_count(), latest)
+    if position["examples_per_process"] != latest * local_batch:
+        logging.warning("Batch size changed since step %d; input restarts at the "
+                        "matching position for the new batch size.", latest)
+    run_key = jax.random.wrap_key_data(np.asarray(record["rng"], np.uint32))
+    logging.info("Resumed from step %d of %s", latest, manager.directory)
+    return state, state_sharding, run_key, latest
+
+
+def checkpoint_record(config, step: int, run_key) -> dict:
+    return {
+        "step": step,
+        "rng": np.asarray(jax.random.key_data(run_key)).tolist(),
+        "data": {"examples_per_process": step * config.batch_size // jax.process_count(),
+                 "process_count": jax.process_count()},
+        "config": json.loads(config.to_json_best_effort()),
+    }
+
+
+def train(config, workdir: str):
+    """Pretrains `config` in `workdir`, resuming from its latest checkpoint."""
+    length = prepare(config)
+    manager = open_workdir(workdir, config)
+    latest = manager.latest_step()
+    if latest is not None and latest >= length.total_steps:
+        print(f"{workdir} already holds a finished run at step {latest} "
+              f"(total_steps={length.total_steps}); nothing to do. Set a larger "
+              "--config.total_steps to continue it.")
+        manager.close()
+        return
+
+    mesh = sharding.data_mesh()
+    method = methods.build(config, length.total_steps)
+    tx, lr_schedule = optim.make_optimizer(config.optim, config.batch_size,
+                                           length.total_steps, length.warmup_steps)
+    state, state_sharding, run_key, start = make_state(config, method, tx, mesh, manager)
+    step_fn = jax.jit(
+        functools.partial(train_step, method=method, tx=tx, lr_schedule=lr_schedule,
+                          mean=config.input.mean, std=config.input.std),
+        in_shardings=(state_sharding, sharding.batch_sharding(mesh),
+                      sharding.replicated(mesh)),
+        out_shardings=(state_sharding, sharding.replicated(mesh)),
+        donate_argnums=0)
+
+    batches = data.make_pretrain_iterator(config, start_step=start)
+    writer = MetricWriter(workdir)
+    progress = tqdm.tqdm(total=length.total_steps, initial=start, unit="step",
+                         disable=jax.process_index() != 0, dynamic_ncols=True)
+    logging.info("Training steps %d -> %d (%d per epoch, %d warm-up) on %d devices",
+                 start, length.total_steps, length.steps_per_epoch,
+                 length.warmup_steps, jax.device_count())
+    last_log_time, last_log_step = time.perf_counter(), start
+    for step in range(start + 1, length.total_steps + 1):
+        batch = sharding.global_batch(next(batches), mesh)
+        state, metrics = step_fn(state, batch, run_key)
+        progress.update()
+        if step % config.log_every == 0 or step == length.total_steps:
+            metrics = jax.device_get(metrics)  # the only host sync, every log_every
+            now = time.perf_counter()
+            metrics["images_per_sec"] = (
+                (step - last_log_step) * config.batch_size / (now - last_log_time))
+            last_log_time, last_log_step = now, step
+            _check_finite(metrics, step)
+            writer.write(step, metrics)
+            progress.set_postfix(loss=f"{metrics['loss']:.4f}")
+        final = step == length.total_steps
+        if final or manager.should_save(step):
+            checkpoint.save(manager, step, state,
+                            checkpoint_record(config, step, run_key), force=final)
+        if manager.reached_preemption(step):
+            logging.warning("Preemption signal: saved step %d, stopping.", step)
+            break
+    progress.close()
+    manager.wait_until_finished()
+    manager.close()
+    writer.close()
+
+
+def _check_finite(metrics: dict, step: int):
+    if not math.isfinite(metrics["loss"]):
+        raise FloatingPointError(
+            f"loss is {metrics['loss']} at step {step}; the last checkpoint is kept. "
+            "Lower config.optim.base_lr or check the input.")
+
+
+def main(argv):
+    del argv
+    if flags.FLAGS.workdir is None:
+        sys.exit("--workdir is required.")
+    try:
+        train(flags.FLAGS.config, flags.FLAGS.workdir)
+    except validation.ConfigError as err:
+        sys.exit(f"Config error: {err}")
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["config"])
+    app.run(main)

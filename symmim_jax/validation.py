@@ -1,0 +1,89 @@
+"""Config checks that run before anything is compiled or written.
+
+Each failure is one `ConfigError` naming the field and the fix.
+"""
+from symmim_jax import methods
+from symmim_jax.models import vit
+
+DTYPES = ("float32", "bfloat16", "float16")
+ATTENTION_IMPLS = (None, "xla", "cudnn")
+
+
+class ConfigError(ValueError):
+    """A config that cannot work."""
+
+
+def _require(ok: bool, message: str):
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate(config, *, num_devices: int, num_processes: int = 1):
+    """Raises ConfigError for the first problem found."""
+    _require(config.method in methods.METHODS,
+             f"config.method={config.method!r} is unknown: use one of "
+             f"{sorted(methods.METHODS)}.")
+    try:
+        size = vit.decode_variant(config.model.variant)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    _require(config.model.dtype in DTYPES,
+             f"config.model.dtype={config.model.dtype!r}: use one of {DTYPES}.")
+    _require(config.model.attention_impl in ATTENTION_IMPLS,
+             f"config.model.attention_impl={config.model.attention_impl!r}: use one of "
+             f"{ATTENTION_IMPLS}.")
+    _require(0.0 <= config.model.drop_path < 1.0,
+             f"config.model.drop_path={config.model.drop_path} must be in [0, 1).")
+    _check_input(config.input, size.patch_size)
+    _check_schedule(config, num_devices, num_processes)
+    _check_optim(config.optim)
+    _require(config.dataset.shuffle_buffer >= 1,
+             f"config.dataset.shuffle_buffer={config.dataset.shuffle_buffer} must be >= 1.")
+    try:
+        methods.METHODS[config.method][1](config)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _check_input(input_config, patch: int):
+    size = input_config.image_size
+    _require(size > 0 and size % patch == 0,
+             f"config.input.image_size={size} must be a positive multiple of the patch "
+             f"size {patch} (config.model.variant); e.g. {max(patch, size // patch * patch)}.")
+    lo, hi = input_config.crop_scale
+    _require(0 < lo <= hi <= 1,
+             f"config.input.crop_scale={input_config.crop_scale} must satisfy "
+             "0 < low <= high <= 1.")
+    lo, hi = input_config.crop_ratio
+    _require(0 < lo <= hi, f"config.input.crop_ratio={input_config.crop_ratio} must "
+                           "satisfy 0 < low <= high.")
+    _require(len(input_config.mean) == 3 and len(input_config.std) == 3
+             and min(input_config.std) > 0,
+             "config.input.mean and config.input.std need 3 values, std > 0.")
+
+
+def _check_schedule(config, num_devices: int, num_processes: int):
+    batch = config.batch_size
+    _require(batch > 0 and batch % num_devices == 0,
+             f"config.batch_size={batch} must be a positive multiple of the device count "
+             f"{num_devices}; e.g. --config.batch_size={max(1, batch // num_devices) * num_devices}.")
+    _require(batch % num_processes == 0,
+             f"config.batch_size={batch} must be divisible by the process count "
+             f"{num_processes}.")
+    _require(config.epochs > 0, f"config.epochs={config.epochs} must be > 0.")
+    _require(0 <= config.warmup_epochs < config.epochs,
+             f"config.warmup_epochs={config.warmup_epochs} must be in [0, config.epochs).")
+    _require(config.total_steps is None or config.total_steps > 0,
+             f"config.total_steps={config.total_steps} must be > 0 (or unset to use "
+             "config.epochs).")
+    for field in ("log_every", "checkpoint_every", "keep_checkpoints"):
+        _require(config[field] > 0, f"config.{field}={config[field]} must be > 0.")
+
+
+def _check_optim(optim):
+    _require(optim.base_lr > 0 and optim.base_batch_size > 0,
+             "config.optim.base_lr and config.optim.base_batch_size must be > 0.")
+    _require(0 <= optim.b1 < 1 and 0 <= optim.b2 < 1,
+             f"config.optim.b1={optim.b1} and b2={optim.b2} must be in [0, 1).")
+    for field in ("weight_decay", "min_lr", "grad_clip_norm"):
+        _require(optim[field] >= 0, f"config.optim.{field}={optim[field]} must be >= 0.")

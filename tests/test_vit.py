@@ -1,0 +1,112 @@
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from symmim_jax.models import vit
+
+
+def test_decode_variant_sizes():
+    assert vit.decode_variant("Ti/16") == vit.VitSize(192, 12, 3, 16)
+    assert vit.decode_variant("S/16") == vit.VitSize(384, 12, 6, 16)
+    assert vit.decode_variant("B/16") == vit.VitSize(768, 12, 12, 16)
+    assert vit.decode_variant("L/16") == vit.VitSize(1024, 24, 16, 16)
+    assert vit.decode_variant("B/8").patch_size == 8
+
+
+@pytest.mark.parametrize("bad", ["X/16", "B", "B/", "B/0", "B/x"])
+def test_decode_variant_rejects(bad):
+    with pytest.raises(ValueError, match="config.model.variant"):
+        vit.decode_variant(bad)
+
+
+def test_sincos_matches_reference():
+    grid, width = (3, 4), 16
+    got = vit.sincos_pos_embed_2d(grid, width)
+    quarter = width // 4
+    want = np.zeros((grid[0] * grid[1], width))
+    for r in range(grid[0]):
+        for c in range(grid[1]):
+            for i in range(quarter):
+                omega = 1.0 / 10000 ** (i / quarter)
+                n = r * grid[1] + c
+                want[n, i] = math.sin(c * omega)
+                want[n, quarter + i] = math.cos(c * omega)
+                want[n, 2 * quarter + i] = math.sin(r * omega)
+                want[n, 3 * quarter + i] = math.cos(r * omega)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def _model_and_params(**kwargs):
+    model = vit.VisionTransformer(width=16, depth=2, num_heads=2, patch_size=4, **kwargs)
+    images = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
+    params = model.init(jax.random.key(1), images)["params"]
+    return model, params, images
+
+
+def test_output_shape_and_param_names():
+    model, params, images = _model_and_params()
+    out = model.apply({"params": params}, images)
+    assert out.shape == (2, 1 + 16, 16)
+    assert set(params) == {"patch_embed", "cls_token", "mask_token", "blocks_0",
+                           "blocks_1", "norm"}
+    assert params["blocks_0"]["attn"]["qkv"]["kernel"].shape == (16, 3, 2, 8)
+    assert params["patch_embed"]["kernel"].shape == (4, 4, 3, 16)  # HWIO
+
+
+def test_masked_patch_content_is_invisible():
+    model, params, images = _model_and_params()
+    mask = jnp.zeros((2, 16), bool).at[:, 5].set(True)
+    changed = images.at[:, 4:8, 4:8, :].add(10.0)  # patch (1, 1) = index 5
+    out = model.apply({"params": params}, images, mask)
+    out_changed = model.apply({"params": params}, changed, mask)
+    np.testing.assert_allclose(out, out_changed, atol=1e-6)
+    # Without the mask the same change is seen.
+    assert not np.allclose(model.apply({"params": params}, images),
+                           model.apply({"params": params}, changed), atol=1e-3)
+
+
+def test_attention_matches_reference():
+    attn = vit.Attention(num_heads=2)
+    x = jax.random.normal(jax.random.key(2), (1, 5, 8))
+    params = attn.init(jax.random.key(3), x)["params"]
+    got = attn.apply({"params": params}, x)
+    xn = np.asarray(x[0], np.float64)
+    qkv = np.einsum("td,dshe->tshe", xn, params["qkv"]["kernel"]) + params["qkv"]["bias"]
+    heads = []
+    for h in range(2):
+        q, k, v = qkv[:, 0, h], qkv[:, 1, h], qkv[:, 2, h]
+        logits = q @ k.T / math.sqrt(q.shape[-1])
+        weights = np.exp(logits - logits.max(-1, keepdims=True))
+        weights /= weights.sum(-1, keepdims=True)
+        heads.append(weights @ v)
+    out = np.einsum("the,hed->td", np.stack(heads, 1), params["proj"]["kernel"])
+    np.testing.assert_allclose(got[0], out + params["proj"]["bias"], atol=1e-5)
+
+
+def test_mlp_uses_exact_gelu():
+    mlp = vit.MlpBlock(hidden=6)
+    x = jax.random.normal(jax.random.key(4), (3, 4)) * 3
+    params = mlp.init(jax.random.key(5), x)["params"]
+    h = np.asarray(x, np.float64) @ params["fc1"]["kernel"] + params["fc1"]["bias"]
+    gelu = 0.5 * h * (1 + np.vectorize(math.erf)(h / math.sqrt(2)))
+    want = gelu @ params["fc2"]["kernel"] + params["fc2"]["bias"]
+    np.testing.assert_allclose(mlp.apply({"params": params}, x), want, atol=1e-5)
+
+
+def test_bfloat16_compute_keeps_float32_params():
+    model, params, images = _model_and_params(dtype=jnp.bfloat16)
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+    assert model.apply({"params": params}, images).dtype == jnp.bfloat16
+
+
+def test_drop_path_only_in_training():
+    model, params, images = _model_and_params(drop_path=0.5)
+    eval_out = model.apply({"params": params}, images)
+    np.testing.assert_array_equal(eval_out, model.apply({"params": params}, images))
+    train = lambda k: model.apply({"params": params}, images, train=True,
+                                  rngs={"drop_path": jax.random.key(k)})
+    assert not np.allclose(train(0), eval_out)
+    np.testing.assert_array_equal(train(0), train(0))
