@@ -1,0 +1,185 @@
+"""Input pipeline: TFDS images -> random-resized-crop + flip -> uint8 batches.
+
+The data order is a pure function of (seed, epoch, process layout), so a run
+resumed at step k sees exactly the batches an uninterrupted run sees from k on.
+Nothing is downloaded at run time.
+"""
+from typing import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from etils import epath
+
+# Registers the `fashion_mnist_debian` builder with tfds.
+from symmim_jax.datasets.fashion_mnist_debian import FashionMnistDebian
+
+# TF only feeds the host; the accelerators belong to JAX.
+tf.config.set_visible_devices([], "GPU")
+
+# `tfds.testing.mock_data` swaps in a no-op `download_and_prepare` defined here.
+_TFDS_MOCK_MODULE = "tensorflow_datasets.testing.mocking"
+
+
+def _tfds_is_mocked() -> bool:
+    """Whether tfds.testing.mock_data is active (its examples need no files)."""
+    return tfds.core.DatasetBuilder.download_and_prepare.__module__ == _TFDS_MOCK_MODULE
+
+
+def get_builder(dataset_config) -> tfds.core.DatasetBuilder:
+    """Returns the prepared builder for `config.dataset`, never downloading."""
+    name, data_dir, manual_dir = (
+        dataset_config.name, dataset_config.data_dir, dataset_config.manual_dir)
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.DatasetNotFoundError:
+        raise ValueError(
+            f"config.dataset.name={name!r} is not a known TFDS dataset. Use e.g. "
+            "'fashion_mnist_debian' or 'imagenet2012'.") from None
+
+    if not _tfds_is_mocked() and not builder.is_prepared():
+        if isinstance(builder, FashionMnistDebian):
+            if manual_dir:
+                builder.source_dir = epath.Path(manual_dir)
+        elif builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
+            if not manual_dir or not epath.Path(manual_dir).is_dir():
+                raise ValueError(
+                    f"Dataset {name!r} is not prepared in {builder.data_dir_root} "
+                    "and must be built from manually downloaded files, but "
+                    f"config.dataset.manual_dir={manual_dir!r} is not an existing "
+                    "directory. Set config.dataset.manual_dir to a directory "
+                    "holding them (for imagenet2012: ILSVRC2012_img_train.tar and "
+                    "ILSVRC2012_img_val.tar). TFDS says:\n"
+                    + builder.MANUAL_DOWNLOAD_INSTRUCTIONS)
+        else:
+            raise ValueError(
+                f"Dataset {name!r} (config.dataset.name) is not prepared in "
+                f"{builder.data_dir_root} (config.dataset.data_dir) and nothing "
+                "is downloaded at run time. Prepare it beforehand on a machine "
+                f"with network (`tfds build {name} --data_dir=DIR`) and set "
+                "config.dataset.data_dir to DIR.")
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+            manual_dir=manual_dir, try_download_gcs=False))
+
+    splits = builder.info.splits
+    # Mocked datasets without metadata files have no split list; any is fine.
+    if splits:
+        try:
+            splits[dataset_config.split]
+        except (KeyError, ValueError):
+            raise ValueError(
+                f"config.dataset.split={dataset_config.split!r} is not a split of "
+                f"{name!r}; available: {sorted(splits)}.") from None
+    return builder
+
+
+def _cardinality(builder, split) -> int:
+    # Counted on the dataset rather than read from `info.splits` because under
+    # tfds.testing.mock_data only the dataset knows the mocked size.
+    ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
+    return int(ds.cardinality())
+
+
+def num_examples(dataset_config) -> int:
+    """Number of examples in the configured split (all processes together)."""
+    return _cardinality(get_builder(dataset_config), dataset_config.split)
+
+
+def normalize(images, mean, std) -> jax.Array:
+    """uint8 [..., 3] -> float32 (x / 255 - mean) / std."""
+    mean = jnp.asarray(mean, jnp.float32)
+    std = jnp.asarray(std, jnp.float32)
+    return (jnp.asarray(images).astype(jnp.float32) / 255.0 - mean) / std
+
+
+def _augment(image_bytes, seed, input_config):
+    """Decodes and applies random-resized-crop + flip; `seed` is [2] int64."""
+    # channels=3 also turns grayscale (e.g. Fashion-MNIST) into RGB.
+    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(image),
+        bounding_boxes=tf.zeros([1, 0, 4]),  # [batch, num_boxes, 4]: none
+        seed=crop_seed,
+        min_object_covered=0,
+        aspect_ratio_range=tuple(input_config.crop_ratio),
+        area_range=tuple(input_config.crop_scale),
+        use_image_if_no_bounding_boxes=True)
+    image = tf.slice(image, begin, size)  # [h, w, 3] uint8
+    size = input_config.image_size
+    image = tf.image.resize(image, [size, size], method="bilinear", antialias=False)
+    image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)  # [S, S, 3]
+    if input_config.flip:
+        image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+    return image
+
+
+def _epoch_dataset(builder, split, config, *, epoch, process_index, local_batch,
+                   skip) -> tf.data.Dataset:
+    """One epoch of this process's batches, its first `skip` examples dropped."""
+    file_seed, shuffle_seed, augment_seed = (
+        int(s) for s in np.random.SeedSequence(
+            [config.seed, process_index, epoch]).generate_state(3))
+    options = tf.data.Options()
+    # tfds relaxes determinism when shuffling files; resuming needs it exact.
+    options.deterministic = True
+    ds = builder.as_dataset(
+        split=split,
+        shuffle_files=True,
+        decoders={"image": tfds.decode.SkipDecoding()},
+        read_config=tfds.ReadConfig(
+            shuffle_seed=file_seed, options=options, try_autocache=False))
+    ds = ds.map(lambda example: example["image"])  # encoded bytes
+    ds = ds.shuffle(config.dataset.shuffle_buffer, seed=shuffle_seed,
+                    reshuffle_each_iteration=False)
+    # Index within the epoch seeds the augmentation, so a parallel map (and a
+    # resume that skips ahead) draws the same crops.
+    ds = ds.enumerate().skip(skip)
+    ds = ds.map(
+        lambda index, image_bytes: {"image": _augment(
+            image_bytes, tf.stack([tf.constant(augment_seed, tf.int64), index]),
+            config.input)},
+        num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(local_batch, drop_remainder=True)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def make_pretrain_iterator(
+    config,
+    *,
+    start_step: int = 0,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Yields {"image": uint8 [local_batch, S, S, 3]} forever from `start_step`."""
+    if process_index is None:
+        process_index = jax.process_index()
+    if process_count is None:
+        process_count = jax.process_count()
+    if config.batch_size % process_count:
+        raise ValueError(
+            f"config.batch_size={config.batch_size} must be divisible by the "
+            f"process count {process_count}.")
+    local_batch = config.batch_size // process_count
+    builder = get_builder(config.dataset)
+    # Equal slices for all processes, so they run the same number of steps.
+    split = tfds.even_splits(
+        config.dataset.split, n=process_count, drop_remainder=True)[process_index]
+    steps_per_epoch = _cardinality(builder, split) // local_batch
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"config.batch_size={config.batch_size} is larger than the "
+            f"{config.dataset.split!r} split of {config.dataset.name!r}.")
+
+    def batches():
+        epoch, step_in_epoch = divmod(start_step, steps_per_epoch)
+        while True:
+            ds = _epoch_dataset(
+                builder, split, config, epoch=epoch, process_index=process_index,
+                local_batch=local_batch, skip=step_in_epoch * local_batch)
+            yield from ds.as_numpy_iterator()
+            epoch, step_in_epoch = epoch + 1, 0
+
+    return batches()

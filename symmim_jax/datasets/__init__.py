@@ -1,0 +1,1 @@
+"""TFDS builders for datasets read from local files (nothing is downloaded)."""

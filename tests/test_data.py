@@ -1,0 +1,164 @@
+"""Input pipeline: shapes, determinism, exact resume, process split, errors."""
+import gzip
+import itertools
+
+import ml_collections
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from symmim_jax import data
+from symmim_jax.datasets import fashion_mnist_debian
+
+NUM_TRAIN, NUM_TEST = 40, 8
+
+
+def write_idx(path, array):
+    header = (0x0800 + array.ndim).to_bytes(4, "big")
+    header += b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+@pytest.fixture(scope="module")
+def fake_fmnist(tmp_path_factory):
+    """(source dir, tfds data dir, train images [N, 28, 28] uint8)."""
+    root = tmp_path_factory.mktemp("fmnist")
+    rng = np.random.default_rng(0)
+    train_images = None
+    for split, n in (("train", NUM_TRAIN), ("test", NUM_TEST)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        image_file, label_file = fashion_mnist_debian._FILES[split]
+        write_idx(root / image_file, images)
+        write_idx(root / label_file, rng.integers(0, 10, n, dtype=np.uint8))
+        if split == "train":
+            train_images = images
+    return root, root / "tfds", train_images
+
+
+def make_config(fake_fmnist, **input_overrides):
+    source, data_dir, _ = fake_fmnist
+    input_config = dict(image_size=16, crop_scale=(0.3, 1.0), crop_ratio=(0.75, 1.33),
+                        flip=True)
+    input_config.update(input_overrides)
+    return ml_collections.ConfigDict(dict(
+        seed=0,
+        batch_size=6,  # 40 // 6 = 6 steps per epoch, 4 examples dropped.
+        dataset=dict(name="fashion_mnist_debian", split="train",
+                     data_dir=str(data_dir), manual_dir=str(source), shuffle_buffer=64),
+        input=input_config,
+    ))
+
+
+def take(config, n, **kwargs):
+    return [b["image"] for b in itertools.islice(data.make_pretrain_iterator(config, **kwargs), n)]
+
+
+def test_batches_have_configured_shape_and_content(fake_fmnist):
+    config = make_config(fake_fmnist)
+    (batch,) = take(config, 1, process_index=0, process_count=1)
+    assert batch.shape == (6, 16, 16, 3)
+    assert batch.dtype == np.uint8
+    assert len({image.tobytes() for image in batch}) == 6
+    assert batch.std() > 10
+    # Grayscale source: decoded to RGB by repeating the channel.
+    np.testing.assert_array_equal(batch[..., 0], batch[..., 2])
+
+
+def test_num_examples(fake_fmnist):
+    config = make_config(fake_fmnist)
+    assert data.num_examples(config.dataset) == NUM_TRAIN
+    config.dataset.split = "test"
+    assert data.num_examples(config.dataset) == NUM_TEST
+
+
+def test_same_seed_same_batches_other_seed_differs(fake_fmnist):
+    config = make_config(fake_fmnist)
+    first = take(config, 3, process_index=0, process_count=1)
+    np.testing.assert_array_equal(first, take(config, 3, process_index=0, process_count=1))
+    config.seed = 1
+    assert not np.array_equal(first, take(config, 3, process_index=0, process_count=1))
+
+
+def test_resume_matches_uninterrupted_run_across_epochs(fake_fmnist):
+    config = make_config(fake_fmnist)
+    layout = dict(process_index=0, process_count=1)
+    reference = take(config, 14, **layout)  # 6 steps per epoch: crosses 2 boundaries.
+    assert not np.array_equal(reference[0], reference[6])  # Epochs reshuffle.
+    for start in (1, 5, 6, 9):
+        resumed = take(config, 14 - start, start_step=start, **layout)
+        np.testing.assert_array_equal(resumed, reference[start:], err_msg=f"start={start}")
+
+
+def test_epoch_pipeline_is_forced_deterministic(fake_fmnist):
+    config = make_config(fake_fmnist)
+    builder = data.get_builder(config.dataset)
+    ds = data._epoch_dataset(builder, "train", config, epoch=0, process_index=0,
+                             local_batch=6, skip=0)
+    assert ds.options().deterministic is True
+
+
+def test_processes_see_disjoint_halves(fake_fmnist):
+    # Whole-image crops at the native size, no flip: outputs are the raw images.
+    config = make_config(fake_fmnist, image_size=28, crop_scale=(1.0, 1.0),
+                         crop_ratio=(1.0, 1.0), flip=False)
+    config.batch_size = 8  # 4 per process; 20 examples = 5 batches per epoch.
+    seen = []
+    for index in range(2):
+        batches = take(config, 5, process_index=index, process_count=2)
+        images = [im[..., 0].tobytes() for batch in batches for im in batch]
+        assert len(set(images)) == 20
+        seen.append(set(images))
+    assert not seen[0] & seen[1]
+    assert seen[0] | seen[1] == {im.tobytes() for im in fake_fmnist[2]}
+
+
+def test_imagenet_under_mock_data(tmp_path):
+    config = ml_collections.ConfigDict(dict(
+        seed=0, batch_size=2,
+        dataset=dict(name="imagenet2012", split="train", data_dir=str(tmp_path),
+                     manual_dir=None, shuffle_buffer=16),
+        input=dict(image_size=224, crop_scale=(0.2, 1.0), crop_ratio=(0.75, 1.33),
+                   flip=True),
+    ))
+    with tfds.testing.mock_data(num_examples=6):
+        assert data.num_examples(config.dataset) == 6
+        batches = take(config, 4, process_index=0, process_count=1)  # 3 per epoch.
+    assert all(b.shape == (2, 224, 224, 3) and b.dtype == np.uint8 for b in batches)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("name", "no_such_dataset", r"config\.dataset\.name='no_such_dataset'"),
+    ("split", "validation", r"config\.dataset\.split='validation'.*\['test', 'train'\]"),
+])
+def test_bad_name_or_split(fake_fmnist, field, value, message):
+    config = make_config(fake_fmnist)
+    config.dataset[field] = value
+    with pytest.raises(ValueError, match=message):
+        data.get_builder(config.dataset)
+
+
+@pytest.mark.parametrize("manual_dir", [None, "/nonexistent/imagenet"])
+def test_imagenet_without_manual_dir(tmp_path, manual_dir):
+    config = ml_collections.ConfigDict(dict(
+        name="imagenet2012", split="train", data_dir=str(tmp_path), manual_dir=manual_dir))
+    with pytest.raises(ValueError, match=r"config\.dataset\.manual_dir") as error:
+        data.get_builder(config)
+    assert "ILSVRC2012_img_train.tar" in str(error.value)
+
+
+def test_unprepared_downloadable_dataset_is_not_downloaded(tmp_path):
+    config = ml_collections.ConfigDict(dict(
+        name="mnist", split="train", data_dir=str(tmp_path), manual_dir=None))
+    with pytest.raises(ValueError, match="nothing is downloaded at run time"):
+        data.get_builder(config)
+    assert not list(tmp_path.iterdir())
+
+
+def test_normalize_matches_numpy():
+    images = np.random.default_rng(0).integers(0, 256, (2, 3, 3, 3), dtype=np.uint8)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    got = data.normalize(images, mean, std)
+    want = (images / 255.0 - np.array(mean)) / np.array(std)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
