@@ -1,0 +1,119 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import demo
+from symmim_jax import losses, patches
+from symmim_jax.methods import symmim
+
+
+def _tiny_config(**symmim_overrides):
+    config = demo.get_config()
+    config.model.variant = "mu/4"
+    config.input.image_size = 16
+    config.symmim.projector_hidden_dim = 16
+    config.symmim.projector_out_dim = 8
+    config.symmim.predictor_hidden_dim = 16
+    config.symmim.update(symmim_overrides)
+    return config
+
+
+@pytest.fixture(scope="module")
+def setup():
+    method = symmim.SymMIM(_tiny_config(), total_steps=10)
+    images = jax.random.normal(jax.random.key(0), (3, 16, 16, 3))
+    params, target = method.init(jax.random.key(1), images)
+    # Make the target differ from the online branch, as after some training.
+    target = jax.tree.map(lambda x: x + 0.01, target)
+    return method, images, params, target
+
+
+def test_target_is_a_copy_without_predictor(setup):
+    method = setup[0]
+    params, target = method.init(jax.random.key(1), setup[1])
+    assert set(params) == {"encoder", "pixel_head", "projector", "predictor"}
+    assert set(target) == {"encoder", "pixel_head", "projector"}
+    for a, b in zip(jax.tree.leaves(target), jax.tree.leaves(
+            {k: params[k] for k in target})):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_masks_have_the_configured_cells(setup):
+    method = setup[0]
+    m1, m2 = method.masks(jax.random.key(3), 64)
+    assert m1.shape == m2.shape == (64, 16)
+    np.testing.assert_array_equal(m1.sum(1), 8)
+    np.testing.assert_array_equal(m2.sum(1), 8)
+    grid2 = np.asarray(m2).reshape(64, 4, 4)
+    # Target cells are 2 x 2 patches: each 2 x 2 block is constant.
+    np.testing.assert_array_equal(grid2[:, ::2, ::2], grid2[:, 1::2, 1::2])
+    grid1 = np.asarray(m1).reshape(64, 4, 4)
+    assert np.all(grid1[:, :, 1:] != grid1[:, :, :-1])  # single-patch checkerboard
+
+
+def test_loss_is_the_weighted_sum_of_the_three_terms(setup):
+    method, images, params, target = setup
+    key = jax.random.key(4)
+    loss, terms = method.loss(params, target, images, key)
+    assert float(loss) == pytest.approx(
+        float(terms["loss_rec1"] + terms["loss_rec2"] + terms["loss_con"]), rel=1e-6)
+    only_rec1 = symmim.SymMIM(_tiny_config(weight_rec2=0.0, weight_con=0.0), 10)
+    loss1, terms1 = only_rec1.loss(params, target, images, key)
+    assert float(loss1) == pytest.approx(float(terms1["loss_rec1"]), rel=1e-6)
+
+
+def test_loss_terms_recomputed_from_branch_outputs(setup):
+    """The method's terms equal the loss functions applied to both branches."""
+    method, images, params, target = setup
+    key = jax.random.key(5)
+    _, terms = method.loss(params, target, images, key)
+    mask_key, drop_key = jax.random.split(key)
+    m1, m2 = method.masks(mask_key, images.shape[0])
+    online = method.net.apply({"params": params}, images, m1, train=True,
+                              with_predictor=True, rngs={"drop_path": drop_key})
+    tgt = method.net.apply({"params": target}, images, m2, train=False,
+                           with_predictor=False)
+    pixels = patches.patchify(images, 4)
+    np.testing.assert_allclose(terms["loss_rec1"],
+                               losses.masked_l1(online["pixels"], pixels, m1), rtol=1e-5)
+    np.testing.assert_allclose(terms["loss_rec2"], losses.masked_l1(
+        online["pixels"], tgt["pixels"], m1 & m2), rtol=1e-5)
+    np.testing.assert_allclose(terms["loss_con"], losses.patch_infonce(
+        online["prediction"], tgt["projection"], m1, 0.1), rtol=1e-5)
+
+
+def test_target_branch_gets_no_gradient(setup):
+    method, images, params, target = setup
+    grad_target = jax.grad(lambda t: method.loss(params, t, images, jax.random.key(6))[0])(
+        target)
+    for leaf in jax.tree.leaves(grad_target):
+        np.testing.assert_array_equal(leaf, 0.0)
+    grad_online = jax.grad(lambda p: method.loss(p, target, images, jax.random.key(6))[0])(
+        params)
+    assert all(float(jnp.abs(g).sum()) > 0 for g in jax.tree.leaves(
+        grad_online["predictor"]))
+
+
+def test_update_target_follows_momentum_schedule(setup):
+    method, _, params, target = setup
+    new_target, metrics = method.update_target(target, params, 5)
+    m = float(method.momentum(5))
+    assert float(metrics["momentum"]) == pytest.approx(m)
+    leaf_t = target["pixel_head"]["kernel"]
+    np.testing.assert_allclose(new_target["pixel_head"]["kernel"],
+                               m * leaf_t + (1 - m) * params["pixel_head"]["kernel"],
+                               rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("overrides, field", [
+    (dict(online_cell_size=6), "online_cell_size"),
+    (dict(target_cell_size=12), "target_cell_size"),
+    (dict(weight_rec1=0.0, weight_rec2=0.0, weight_con=0.0), "weight_rec1"),
+    (dict(temperature=0.0), "temperature"),
+    (dict(contrast_dictionary="queue"), "contrast_dictionary"),
+    (dict(momentum_schedule="step"), "momentum_schedule"),
+])
+def test_check_config_names_the_field(overrides, field):
+    with pytest.raises(ValueError, match=f"config.symmim.{field}"):
+        symmim.check_config(_tiny_config(**overrides))

@@ -1,0 +1,113 @@
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+from configs import demo
+from symmim_jax import data, methods, optim, sharding
+from symmim_jax.train_step import init_state, train_step
+
+
+def _tiny_config():
+    config = demo.get_config()
+    config.model.variant = "mu/4"
+    config.input.image_size = 16
+    config.batch_size = 8
+    config.symmim.projector_hidden_dim = 16
+    config.symmim.projector_out_dim = 8
+    config.symmim.predictor_hidden_dim = 16
+    config.optim.base_lr = 1e-3
+    config.optim.base_batch_size = 8
+    return config
+
+
+def _compiled_step(config, mesh, total_steps=50):
+    method = methods.build(config, total_steps)
+    tx, schedule = optim.make_optimizer(config.optim, config.batch_size, total_steps, 0)
+    init = functools.partial(init_state, method, tx, image_shape=(1, 16, 16, 3))
+    shardings = jax.tree.map(lambda _: sharding.replicated(mesh),
+                             jax.eval_shape(init, jax.random.key(0)))
+    state = jax.jit(init, out_shardings=shardings)(jax.random.key(0))
+    step = jax.jit(
+        functools.partial(train_step, method=method, tx=tx, lr_schedule=schedule,
+                          mean=config.input.mean, std=config.input.std),
+        in_shardings=(shardings, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
+        out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=0)
+    return state, step
+
+
+@pytest.fixture(scope="module")
+def batch():
+    images = np.random.RandomState(0).randint(0, 256, (8, 16, 16, 3)).astype(np.uint8)
+    return {"image": images}
+
+
+def _run_on(devices, batch, fn):
+    mesh = sharding.data_mesh(devices)
+    return jax.device_get(fn(mesh, sharding.global_batch(batch, mesh)))
+
+
+def test_sharded_gradients_equal_single_device_gradients(batch):
+    assert jax.device_count() == 8
+    config = _tiny_config()
+    method = methods.build(config, 50)
+    params, target = method.init(jax.random.key(0), np.zeros((1, 16, 16, 3), np.float32))
+
+    def grads(mesh, global_batch):
+        loss = lambda p, b: method.loss(p, target, data.normalize(
+            b["image"], config.input.mean, config.input.std), jax.random.key(3))[0]
+        return jax.jit(jax.value_and_grad(loss),
+                       out_shardings=sharding.replicated(mesh))(params, global_batch)
+
+    (loss1, grads1), (loss8, grads8) = (_run_on(d, batch, grads)
+                                        for d in (jax.devices()[:1], jax.devices()))
+    np.testing.assert_allclose(loss1, loss8, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(grads1), jax.tree.leaves(grads8)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+
+
+def test_sharded_step_equals_single_device_step(batch):
+    def two_steps(mesh, global_batch):
+        state, step = _compiled_step(_tiny_config(), mesh)
+        assert len(global_batch["image"].sharding.device_set) == len(mesh.devices)
+        for _ in range(2):
+            state, metrics = step(state, global_batch, jax.random.key(7))
+        return state, metrics
+
+    (state1, metrics1), (state8, metrics8) = (_run_on(d, batch, two_steps)
+                                              for d in (jax.devices()[:1], jax.devices()))
+    for name in metrics1:
+        np.testing.assert_allclose(metrics1[name], metrics8[name], rtol=1e-5, err_msg=name)
+    # Adam's first steps are +-lr wherever |grad| >> eps, so a gradient that is
+    # zero up to float noise can flip an update; allow that, and nothing more.
+    lr = _tiny_config().optim.base_lr
+    diffs = [np.abs(a - b).ravel() for a, b in zip(
+        jax.tree.leaves((state1.params, state1.target_params)),
+        jax.tree.leaves((state8.params, state8.target_params)))]
+    diffs = np.concatenate(diffs)
+    assert diffs.max() <= 2 * lr
+    assert np.mean(diffs > 1e-6) < 0.01
+
+
+def test_steps_on_a_fixed_batch_lower_the_loss(batch):
+    mesh = sharding.data_mesh()
+    state, step = _compiled_step(_tiny_config(), mesh)
+    global_batch = sharding.global_batch(batch, mesh)
+    losses = []
+    for _ in range(15):
+        state, metrics = step(state, global_batch, jax.random.key(7))
+        losses.append(float(metrics["loss"]))
+    assert int(state.step) == 15
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert {"loss_rec1", "loss_rec2", "loss_con", "lr", "momentum", "grad_norm"} <= set(
+        metrics)
+
+
+def test_step_is_compiled_once(batch):
+    mesh = sharding.data_mesh()
+    state, step = _compiled_step(_tiny_config(), mesh)
+    global_batch = sharding.global_batch(batch, mesh)
+    for _ in range(3):
+        state, _ = step(state, global_batch, jax.random.key(7))
+    assert step._cache_size() == 1
