@@ -148,11 +148,23 @@ def train(config, workdir: str):
 
     batches = data.make_pretrain_iterator(config, start_step=start)
     writer = MetricWriter(workdir)
-    progress = tqdm.tqdm(total=length.total_steps, initial=start, unit="step",
-                         disable=jax.process_index() != 0, dynamic_ncols=True)
     logging.info("Training steps %d -> %d (%d per epoch, %d warm-up) on %d devices",
                  start, length.total_steps, length.steps_per_epoch,
                  length.warmup_steps, jax.device_count())
+    try:
+        _loop(config, length, state, run_key, start, step_fn, batches, mesh, manager,
+              writer)
+    finally:
+        # Also on an exception: let a started save land rather than tear it.
+        manager.wait_until_finished()
+        manager.close()
+        writer.close()
+
+
+def _loop(config, length, state, run_key, start, step_fn, batches, mesh, manager,
+          writer):
+    progress = tqdm.tqdm(total=length.total_steps, initial=start, unit="step",
+                         disable=jax.process_index() != 0, dynamic_ncols=True)
     last_log_time, last_log_step = time.perf_counter(), start
     for step in range(start + 1, length.total_steps + 1):
         batch = sharding.global_batch(next(batches), mesh)
@@ -175,9 +187,6 @@ def train(config, workdir: str):
             logging.warning("Preemption signal: saved step %d, stopping.", step)
             break
     progress.close()
-    manager.wait_until_finished()
-    manager.close()
-    writer.close()
 
 
 def _check_finite(metrics: dict, step: int):

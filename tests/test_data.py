@@ -1,5 +1,4 @@
 """Input pipeline: shapes, determinism, exact resume, process split, errors."""
-import gzip
 import itertools
 
 import ml_collections
@@ -8,31 +7,16 @@ import pytest
 import tensorflow_datasets as tfds
 
 from symmim_jax import data
-from symmim_jax.datasets import fashion_mnist_debian
+from fake_fashion_mnist import write_fake_set
 
 NUM_TRAIN, NUM_TEST = 40, 8
-
-
-def write_idx(path, array):
-    header = (0x0800 + array.ndim).to_bytes(4, "big")
-    header += b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.tobytes())
 
 
 @pytest.fixture(scope="module")
 def fake_fmnist(tmp_path_factory):
     """(source dir, tfds data dir, train images [N, 28, 28] uint8)."""
     root = tmp_path_factory.mktemp("fmnist")
-    rng = np.random.default_rng(0)
-    train_images = None
-    for split, n in (("train", NUM_TRAIN), ("test", NUM_TEST)):
-        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        image_file, label_file = fashion_mnist_debian._FILES[split]
-        write_idx(root / image_file, images)
-        write_idx(root / label_file, rng.integers(0, 10, n, dtype=np.uint8))
-        if split == "train":
-            train_images = images
+    train_images, _ = write_fake_set(root, NUM_TRAIN, NUM_TEST)["train"]
     return root, root / "tfds", train_images
 
 

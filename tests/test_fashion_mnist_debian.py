@@ -1,36 +1,13 @@
 """The fashion_mnist_debian TFDS builder, on a tiny fake IDX set."""
-import gzip
-
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 from symmim_jax.datasets import fashion_mnist_debian
+from fake_fashion_mnist import write_fake_set, write_idx
 
 # Offline: don't ask GCS for a pre-built copy.
 NO_GCS = tfds.download.DownloadConfig(try_download_gcs=False)
-
-
-def write_idx(path, array):
-    """Writes a uint8 array as a gzipped IDX file (big-endian header)."""
-    header = (0x0800 + array.ndim).to_bytes(4, "big")
-    header += b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
-def write_fake_set(directory, num_train, num_test, seed=0):
-    """Fake Fashion-MNIST files; returns {split: (images, labels)}."""
-    rng = np.random.default_rng(seed)
-    data = {}
-    for split, n in (("train", num_train), ("test", num_test)):
-        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        labels = rng.integers(0, 10, n, dtype=np.uint8)
-        image_file, label_file = fashion_mnist_debian._FILES[split]
-        write_idx(directory / image_file, images)
-        write_idx(directory / label_file, labels)
-        data[split] = (images, labels)
-    return data
 
 
 def test_read_idx_round_trip(tmp_path):

@@ -1,0 +1,177 @@
+"""End to end: pretraining CLI logic, checkpoints, resume, finished runs, bad starts."""
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from configs import demo
+from fake_fashion_mnist import write_fake_set
+from symmim_jax import data, pretrain, validation
+
+
+@pytest.fixture(scope="module")
+def fake_source(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fmnist")
+    write_fake_set(root, num_train=64, num_test=8)
+    return root
+
+
+def small_config(fake_source, data_dir):
+    config = demo.get_config()
+    config.dataset.manual_dir = str(fake_source)
+    config.dataset.data_dir = str(data_dir)
+    config.dataset.shuffle_buffer = 64
+    config.model.variant = "mu/4"
+    config.input.image_size = 16
+    config.symmim.projector_hidden_dim = 16
+    config.symmim.projector_out_dim = 8
+    config.symmim.predictor_hidden_dim = 16
+    config.batch_size = 8  # 8 steps per epoch
+    config.log_every = 2
+    config.checkpoint_every = 2
+    config.keep_checkpoints = 2
+    return config
+
+
+@pytest.fixture
+def config(fake_source, tmp_path_factory):
+    return small_config(fake_source, tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture(scope="module")
+def finished_run(fake_source, tmp_path_factory):
+    """A workdir holding a finished 2-step run; tests copy it."""
+    config = small_config(fake_source, tmp_path_factory.mktemp("tfds"))
+    config.total_steps = 2
+    workdir = tmp_path_factory.mktemp("finished") / "run"
+    pretrain.train(config, str(workdir))
+    return config, workdir
+
+
+def saved_steps(workdir):
+    return sorted(int(name) for name in os.listdir(os.path.join(workdir, "checkpoints"))
+                  if name.isdigit())
+
+
+def saved_params(workdir, step):
+    path = os.path.join(workdir, "checkpoints", str(step), "state")
+    restored = ocp.PyTreeCheckpointer().restore(path)
+    return restored["params"], restored["target_params"]
+
+
+def metric_lines(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def snapshot(workdir):
+    """Every file under workdir with its size and modification time."""
+    return {os.path.join(root, name): (os.path.getsize(os.path.join(root, name)),
+                                       os.path.getmtime(os.path.join(root, name)))
+            for root, _, names in os.walk(workdir) for name in names}
+
+
+def crash_after(num_batches):
+    """A make_pretrain_iterator whose input dies after `num_batches` batches."""
+    make = data.make_pretrain_iterator
+
+    def make_crashing(*args, **kwargs):
+        batches = make(*args, **kwargs)
+        for _ in range(num_batches):
+            yield next(batches)
+        raise RuntimeError("simulated crash")
+    return make_crashing
+
+
+def test_resumed_run_equals_uninterrupted_run(config, tmp_path, capsys, monkeypatch):
+    config.total_steps = 10  # crosses the epoch boundary at step 8
+    straight = str(tmp_path / "straight")
+    pretrain.train(config, straight)
+
+    resumed = str(tmp_path / "resumed")
+    with monkeypatch.context() as patch:
+        patch.setattr(data, "make_pretrain_iterator", crash_after(7))
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            pretrain.train(config, resumed)
+    assert saved_steps(resumed) == [4, 6]
+    pretrain.train(config, resumed)
+    assert saved_steps(resumed) == [8, 10]
+    assert [line["step"] for line in metric_lines(resumed)] == [2, 4, 6, 8, 10]
+    for line in metric_lines(resumed):
+        assert {"loss", "loss_rec1", "loss_rec2", "loss_con", "lr", "momentum",
+                "grad_norm", "images_per_sec"} <= set(line)
+
+    for a, b in zip(jax.tree.leaves(saved_params(straight, 10)),
+                    jax.tree.leaves(saved_params(resumed, 10))):
+        np.testing.assert_array_equal(a, b)
+    assert metric_lines(straight)[-1]["loss"] == metric_lines(resumed)[-1]["loss"]
+    assert any(name.startswith("events.out.tfevents") for name in
+               os.listdir(os.path.join(resumed, "tensorboard")))
+
+    # A finished run is left alone.
+    before = snapshot(resumed)
+    capsys.readouterr()
+    pretrain.train(config, resumed)
+    assert "already holds a finished run at step 10" in capsys.readouterr().out
+    assert snapshot(resumed) == before
+    # A larger total_steps continues it.
+    config.total_steps = 12
+    pretrain.train(config, resumed)
+    assert saved_steps(resumed) == [10, 12]
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("batch_size", 12, "config.batch_size=12 must be a positive multiple of the device"),
+    ("model.variant", "XL/16", "config.model.variant"),
+    ("input.image_size", 18, "config.input.image_size=18"),
+    ("symmim.target_cell_size", 6, "config.symmim.target_cell_size=6"),
+    ("dataset.name", "no_such_dataset", "config.dataset.name='no_such_dataset'"),
+    ("method", "byol", "config.method='byol'"),
+])
+def test_failed_start_leaves_the_workdir_untouched(finished_run, tmp_path, field, value,
+                                                   message):
+    config, finished = finished_run
+    config = copy.deepcopy(config)
+    workdir = str(tmp_path / "run")
+    shutil.copytree(finished, workdir)
+    before = snapshot(workdir)
+    *parents, leaf = field.split(".")
+    node = config
+    for name in parents:
+        node = node[name]
+    node[leaf] = value
+    config.total_steps = 4
+    with pytest.raises(validation.ConfigError, match=re.escape(message)):
+        pretrain.train(config, workdir)
+    assert snapshot(workdir) == before
+
+
+def test_imagenet_without_manual_dir_fails_before_writing(tmp_path):
+    config = demo.get_config()
+    config.dataset.name = "imagenet2012"
+    config.dataset.data_dir = str(tmp_path / "tfds")
+    config.dataset.manual_dir = str(tmp_path / "missing")
+    with pytest.raises(validation.ConfigError, match="config.dataset.manual_dir"):
+        pretrain.train(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_reports_a_bad_config_in_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "symmim_jax.pretrain", "--config=configs/demo.py",
+         "--config.symmim.online_cell_size=6", f"--workdir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=300,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Config error: config.symmim.online_cell_size=6 must be a positive multiple of "
+        "the patch size 4 (a cell is a whole number of patches).")
+    assert not (tmp_path / "run").exists()
