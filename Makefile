@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_WORKDIR ?= workdirs/demo
+DEMO_ARGS ?=
 
 .PHONY: setup test demo clean
 
@@ -26,7 +27,7 @@ test: setup
 	$(PY) -m pytest -q tests
 
 demo: setup
-	$(PY) -m symmim_jax.pretrain --config=configs/demo.py --workdir=$(DEMO_WORKDIR)
+	$(PY) -m symmim_jax.pretrain --config=configs/demo.py --workdir=$(DEMO_WORKDIR) $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) workdirs

@@ -23,9 +23,10 @@ def get_config():
     config.symmim.projector_hidden_dim = 512
     config.symmim.projector_out_dim = 128
     config.symmim.predictor_hidden_dim = 512
-    config.batch_size = 128
+    config.batch_size = 64
     config.epochs = 1
-    config.warmup_epochs = 0.1
+    config.warmup_epochs = 0.1         # 10% of the run
+    config.total_steps = 200           # ~13k images: minutes on 2 CPU cores
     config.optim.base_lr = 1.5e-3
     config.optim.base_batch_size = 128
     config.log_every = 10

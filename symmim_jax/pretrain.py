@@ -18,6 +18,11 @@ import os
 import sys
 import time
 
+# TensorFlow only decodes and crops the input here: no oneDNN kernels needed,
+# and without them (and below level 2) it starts silently.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
@@ -107,8 +112,14 @@ def make_state(config, method, tx, mesh, manager):
         logging.warning("Batch size changed since step %d; input restarts at the "
                         "matching position for the new batch size.", latest)
     run_key = jax.random.wrap_key_data(np.asarray(record["rng"], np.uint32))
-    logging.info("Resumed from step %d of %s", latest, manager.directory)
+    say(f"Resumed from step {latest} of {manager.directory}")
     return state, state_sharding, run_key, latest
+
+
+def say(message: str):
+    """A line for the user, from process 0, that does not break the progress bar."""
+    if jax.process_index() == 0:
+        tqdm.tqdm.write(message)
 
 
 def checkpoint_record(config, step: int, run_key) -> dict:
@@ -127,9 +138,9 @@ def train(config, workdir: str):
     manager = open_workdir(workdir, config)
     latest = manager.latest_step()
     if latest is not None and latest >= length.total_steps:
-        print(f"{workdir} already holds a finished run at step {latest} "
-              f"(total_steps={length.total_steps}); nothing to do. Set a larger "
-              "--config.total_steps to continue it.")
+        say(f"{workdir} already holds a finished run at step {latest} "
+            f"(total_steps={length.total_steps}); nothing to do. Set a larger "
+            "--config.total_steps to continue it.")
         manager.close()
         return
 
@@ -148,9 +159,9 @@ def train(config, workdir: str):
 
     batches = data.make_pretrain_iterator(config, start_step=start)
     writer = MetricWriter(workdir)
-    logging.info("Training steps %d -> %d (%d per epoch, %d warm-up) on %d devices",
-                 start, length.total_steps, length.steps_per_epoch,
-                 length.warmup_steps, jax.device_count())
+    say(f"Training steps {start} -> {length.total_steps} ({length.steps_per_epoch} per "
+        f"epoch, {length.warmup_steps} warm-up) on {jax.device_count()} devices; "
+        f"metrics in {os.path.join(workdir, 'metrics.jsonl')}")
     try:
         _loop(config, length, state, run_key, start, step_fn, batches, mesh, manager,
               writer)
@@ -184,7 +195,7 @@ def _loop(config, length, state, run_key, start, step_fn, batches, mesh, manager
             checkpoint.save(manager, step, state,
                             checkpoint_record(config, step, run_key), force=final)
         if manager.reached_preemption(step):
-            logging.warning("Preemption signal: saved step %d, stopping.", step)
+            say(f"Preemption signal: saved step {step}, stopping.")
             break
     progress.close()
 
@@ -198,6 +209,8 @@ def _check_finite(metrics: dict, step: int):
 
 def main(argv):
     del argv
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # orbax and tfds log every save at INFO
     if flags.FLAGS.workdir is None:
         sys.exit("--workdir is required.")
     try:
