@@ -15,6 +15,7 @@ import pytest
 from configs import demo
 from fake_fashion_mnist import write_fake_set
 from symmim_jax import data, pretrain, validation
+from tiny_config import tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -25,16 +26,10 @@ def fake_source(tmp_path_factory):
 
 
 def small_config(fake_source, data_dir):
-    config = demo.get_config()
+    config = tiny_config()  # batch 8: 8 steps per epoch of 64 images
     config.dataset.manual_dir = str(fake_source)
     config.dataset.data_dir = str(data_dir)
     config.dataset.shuffle_buffer = 64
-    config.model.variant = "mu/4"
-    config.input.image_size = 16
-    config.symmim.projector_hidden_dim = 16
-    config.symmim.projector_out_dim = 8
-    config.symmim.predictor_hidden_dim = 16
-    config.batch_size = 8  # 8 steps per epoch
     config.log_every = 2
     config.checkpoint_every = 2
     config.keep_checkpoints = 2

@@ -3,18 +3,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import demo
 from symmim_jax import losses, patches
 from symmim_jax.methods import symmim
+from tiny_config import tiny_config
 
 
 def _tiny_config(**symmim_overrides):
-    config = demo.get_config()
-    config.model.variant = "mu/4"
-    config.input.image_size = 16
-    config.symmim.projector_hidden_dim = 16
-    config.symmim.projector_out_dim = 8
-    config.symmim.predictor_hidden_dim = 16
+    config = tiny_config()
     config.symmim.update(symmim_overrides)
     return config
 

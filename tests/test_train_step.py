@@ -4,19 +4,13 @@ import jax
 import numpy as np
 import pytest
 
-from configs import demo
 from symmim_jax import data, methods, optim, sharding
 from symmim_jax.train_step import init_state, train_step
+from tiny_config import tiny_config
 
 
 def _tiny_config():
-    config = demo.get_config()
-    config.model.variant = "mu/4"
-    config.input.image_size = 16
-    config.batch_size = 8
-    config.symmim.projector_hidden_dim = 16
-    config.symmim.projector_out_dim = 8
-    config.symmim.predictor_hidden_dim = 16
+    config = tiny_config()
     config.optim.base_lr = 1e-3
     config.optim.base_batch_size = 8
     return config

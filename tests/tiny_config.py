@@ -1,0 +1,14 @@
+"""The demo config shrunk to a toy model, for tests that train."""
+from configs import demo
+
+
+def tiny_config():
+    """mu/4 ViT at 16 px (a 4 x 4 grid), small heads, batch 8."""
+    config = demo.get_config()
+    config.model.variant = "mu/4"
+    config.input.image_size = 16
+    config.symmim.projector_hidden_dim = 16
+    config.symmim.projector_out_dim = 8
+    config.symmim.predictor_hidden_dim = 16
+    config.batch_size = 8
+    return config
