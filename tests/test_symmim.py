@@ -112,3 +112,13 @@ def test_update_target_follows_momentum_schedule(setup):
 def test_check_config_names_the_field(overrides, field):
     with pytest.raises(ValueError, match=f"config.symmim.{field}"):
         symmim.check_config(_tiny_config(**overrides))
+
+
+def test_reconstruct_is_the_online_pixel_head(setup):
+    method, images, params, _ = setup
+    m1, _ = method.masks(jax.random.key(8), images.shape[0])
+    pixels = method.reconstruct(params, images, m1)
+    want = method.net.apply({"params": params}, images, m1, train=False,
+                            with_predictor=True)["pixels"]
+    np.testing.assert_allclose(pixels, want, rtol=1e-6)
+    assert pixels.shape == (3, 16, 4 * 4 * 3)

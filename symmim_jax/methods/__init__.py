@@ -5,7 +5,9 @@ take; the train step, data, checkpoints and evaluation are shared. Each entry is
 (class, check_config): the class is built as `cls(config, total_steps)` and has
 `init(key, images) -> (params, target_params)`,
 `loss(params, target_params, images, key) -> (loss, metrics)` and
-`update_target(target_params, params, step) -> (target_params, metrics)`.
+`update_target(target_params, params, step) -> (target_params, metrics)`;
+a method with a pixel head also has
+`reconstruct(params, images, mask) -> pixels [B, N, p*p*3]`.
 """
 from symmim_jax.methods import symmim
 

@@ -94,6 +94,11 @@ class SymMIM:
                 + sc.weight_con * terms["loss_con"])
         return loss, terms
 
+    def reconstruct(self, params, images, mask):
+        """Online pixel predictions [B, N, p*p*3] for `mask` (no drop path)."""
+        return self.net.apply({"params": params}, images, mask, train=False,
+                              with_predictor=False)["pixels"]
+
     def update_target(self, target_params, params, step):
         """EMA step after the optimizer step -> (target params, metrics)."""
         momentum = self.momentum(step)
