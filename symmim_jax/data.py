@@ -1,8 +1,10 @@
-"""Input pipeline: TFDS images -> random-resized-crop + flip -> uint8 batches.
+"""Input pipeline: images -> random-resized-crop + flip -> uint8 batches.
 
-The data order is a pure function of (seed, epoch, process layout), so a run
-resumed at step k sees exactly the batches an uninterrupted run sees from k on.
-Nothing is downloaded at run time.
+The images come from a TFDS dataset or, with config.dataset.name='image_folder',
+from the checked files of a folder (`datasets/image_folder.py`). The data order
+is a pure function of (seed, epoch, process layout), so a run resumed at step k
+sees exactly the batches an uninterrupted run sees from k on. Nothing is
+downloaded at run time.
 """
 from typing import Iterator
 
@@ -13,6 +15,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from etils import epath
 
+from symmim_jax.datasets import image_folder
 # Registers the `fashion_mnist_debian` builder with tfds.
 from symmim_jax.datasets.fashion_mnist_debian import FashionMnistDebian
 
@@ -28,8 +31,11 @@ def _tfds_is_mocked() -> bool:
     return tfds.core.DatasetBuilder.download_and_prepare.__module__ == _TFDS_MOCK_MODULE
 
 
-def get_builder(dataset_config) -> tfds.core.DatasetBuilder:
-    """Returns the prepared builder for `config.dataset`, never downloading."""
+def get_builder(dataset_config) -> tfds.core.DatasetBuilder | image_folder.ImageFolder:
+    """Returns the prepared builder for `config.dataset`, never downloading; for
+    'image_folder', the split's checked files."""
+    if dataset_config.name == image_folder.NAME:
+        return image_folder.load(dataset_config)
     name, data_dir, manual_dir = (
         dataset_config.name, dataset_config.data_dir, dataset_config.manual_dir)
     try:
@@ -37,7 +43,8 @@ def get_builder(dataset_config) -> tfds.core.DatasetBuilder:
     except tfds.core.DatasetNotFoundError:
         raise ValueError(
             f"config.dataset.name={name!r} is not a known TFDS dataset. Use e.g. "
-            "'fashion_mnist_debian' or 'imagenet2012'.") from None
+            "'fashion_mnist_debian', 'imagenet2012' or "
+            f"{image_folder.NAME!r} (a folder of images).") from None
 
     if not _tfds_is_mocked() and not builder.is_prepared():
         if isinstance(builder, FashionMnistDebian):
@@ -82,9 +89,21 @@ def _cardinality(builder, split) -> int:
     return int(ds.cardinality())
 
 
+def _process_split(split: str, process_index: int, process_count: int) -> str:
+    # Equal slices for all processes, so they run the same number of steps.
+    return tfds.even_splits(split, n=process_count, drop_remainder=True)[process_index]
+
+
+def _local_num_examples(builder, split, process_count) -> int:
+    """Examples each process reads per epoch."""
+    if isinstance(builder, image_folder.ImageFolder):
+        return len(builder.files) // process_count
+    return _cardinality(builder, _process_split(split, 0, process_count))
+
+
 def num_examples(dataset_config) -> int:
     """Number of examples in the configured split (all processes together)."""
-    return _cardinality(get_builder(dataset_config), dataset_config.split)
+    return _local_num_examples(get_builder(dataset_config), dataset_config.split, 1)
 
 
 def normalize(images, mean, std) -> jax.Array:
@@ -96,7 +115,8 @@ def normalize(images, mean, std) -> jax.Array:
 
 def _augment(image_bytes, seed, input_config):
     """Decodes and applies random-resized-crop + flip; `seed` is [2] int64."""
-    # channels=3 also turns grayscale (e.g. Fashion-MNIST) into RGB.
+    # channels=3 makes grayscale (e.g. Fashion-MNIST), RGBA and CMYK RGB; 16-bit
+    # PNGs come out scaled to uint8.
     image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
@@ -116,15 +136,9 @@ def _augment(image_bytes, seed, input_config):
     return image
 
 
-def _epoch_dataset(builder, split, config, *, epoch, process_index, local_batch,
+def _tfds_examples(builder, split, config, *, file_seed, shuffle_seed, options,
                    skip) -> tf.data.Dataset:
-    """One epoch of this process's batches, its first `skip` examples dropped."""
-    file_seed, shuffle_seed, augment_seed = (
-        int(s) for s in np.random.SeedSequence(
-            [config.seed, process_index, epoch]).generate_state(3))
-    options = tf.data.Options()
-    # tfds relaxes determinism when shuffling files; resuming needs it exact.
-    options.deterministic = True
+    """(index in epoch, encoded image) of a shuffled tfds split, from `skip` on."""
     ds = builder.as_dataset(
         split=split,
         shuffle_files=True,
@@ -134,9 +148,47 @@ def _epoch_dataset(builder, split, config, *, epoch, process_index, local_batch,
     ds = ds.map(lambda example: example["image"])  # encoded bytes
     ds = ds.shuffle(config.dataset.shuffle_buffer, seed=shuffle_seed,
                     reshuffle_each_iteration=False)
+    return ds.enumerate().skip(skip)
+
+
+def _folder_examples(folder, config, *, epoch, process_index, process_count,
+                     skip) -> tf.data.Dataset:
+    """(index in epoch, encoded image) of this process's share of the folder's
+    files for `epoch`, from `skip` on."""
+    # One permutation of the whole folder, the same on every process (not seeded
+    # by the process index): the processes take disjoint equal shares of it.
+    # The files are sorted by label, so a shuffle buffer would not mix them.
+    (permutation_seed,) = np.random.SeedSequence([config.seed, epoch]).generate_state(1)
+    order = np.random.default_rng(permutation_seed).permutation(len(folder.files))
+    share = len(order) // process_count
+    paths = folder.paths()
+    mine = [paths[i] for i in order[process_index * share:(process_index + 1) * share]]
+    # Skipped before reading, so a resume does not read the files it skips.
+    ds = tf.data.Dataset.from_tensor_slices(tf.constant(mine, tf.string))
+    ds = ds.enumerate().skip(skip)
+    return ds.map(lambda index, path: (index, tf.io.read_file(path)),
+                  num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _epoch_dataset(builder, config, *, epoch, process_index, process_count,
+                   local_batch, skip) -> tf.data.Dataset:
+    """One epoch of this process's batches, its first `skip` examples dropped."""
+    file_seed, shuffle_seed, augment_seed = (
+        int(s) for s in np.random.SeedSequence(
+            [config.seed, process_index, epoch]).generate_state(3))
+    options = tf.data.Options()
+    # tfds relaxes determinism when shuffling files; resuming needs it exact.
+    options.deterministic = True
+    if isinstance(builder, image_folder.ImageFolder):
+        ds = _folder_examples(builder, config, epoch=epoch, process_index=process_index,
+                              process_count=process_count, skip=skip)
+    else:
+        ds = _tfds_examples(
+            builder, _process_split(config.dataset.split, process_index, process_count),
+            config, file_seed=file_seed, shuffle_seed=shuffle_seed, options=options,
+            skip=skip)
     # Index within the epoch seeds the augmentation, so a parallel map (and a
     # resume that skips ahead) draws the same crops.
-    ds = ds.enumerate().skip(skip)
     ds = ds.map(
         lambda index, image_bytes: {"image": _augment(
             image_bytes, tf.stack([tf.constant(augment_seed, tf.int64), index]),
@@ -164,10 +216,8 @@ def make_pretrain_iterator(
             f"process count {process_count}.")
     local_batch = config.batch_size // process_count
     builder = get_builder(config.dataset)
-    # Equal slices for all processes, so they run the same number of steps.
-    split = tfds.even_splits(
-        config.dataset.split, n=process_count, drop_remainder=True)[process_index]
-    steps_per_epoch = _cardinality(builder, split) // local_batch
+    steps_per_epoch = (
+        _local_num_examples(builder, config.dataset.split, process_count) // local_batch)
     if steps_per_epoch == 0:
         raise ValueError(
             f"config.batch_size={config.batch_size} is larger than the "
@@ -177,8 +227,9 @@ def make_pretrain_iterator(
         epoch, step_in_epoch = divmod(start_step, steps_per_epoch)
         while True:
             ds = _epoch_dataset(
-                builder, split, config, epoch=epoch, process_index=process_index,
-                local_batch=local_batch, skip=step_in_epoch * local_batch)
+                builder, config, epoch=epoch, process_index=process_index,
+                process_count=process_count, local_batch=local_batch,
+                skip=step_in_epoch * local_batch)
             yield from ds.as_numpy_iterator()
             epoch, step_in_epoch = epoch + 1, 0
 

@@ -77,7 +77,7 @@ def test_resume_matches_uninterrupted_run_across_epochs(fake_fmnist):
 def test_epoch_pipeline_is_forced_deterministic(fake_fmnist):
     config = make_config(fake_fmnist)
     builder = data.get_builder(config.dataset)
-    ds = data._epoch_dataset(builder, "train", config, epoch=0, process_index=0,
+    ds = data._epoch_dataset(builder, config, epoch=0, process_index=0, process_count=1,
                              local_batch=6, skip=0)
     assert ds.options().deterministic is True
 
