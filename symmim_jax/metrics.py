@@ -1,4 +1,4 @@
-"""Metric sinks of process 0: TensorBoard scalars and `metrics.jsonl` lines."""
+"""Metric sinks of process 0: TensorBoard scalars and images, `metrics.jsonl` lines."""
 import json
 import os
 
@@ -24,6 +24,11 @@ class MetricWriter:
             self._tensorboard.scalar(name, value, step)
         self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
         self._jsonl.flush()
+
+    def image(self, step: int, name: str, image):
+        """One uint8 [H, W, 3] image as a TensorBoard image summary."""
+        if self.enabled:
+            self._tensorboard.image(name, image, step)
 
     def close(self):
         if self.enabled:

@@ -1,0 +1,279 @@
+r"""Figures: a checkpoint's reconstructions, the masks, and their AvgDist.
+
+python -m symmim_jax.visualize reconstruction --checkpoint=workdirs/demo --out=rec.png \
+    [--step=N] [--images=a.png,b.jpg] [--num_images=4] [--seed=0]
+python -m symmim_jax.visualize masks --out=masks.png [--image_size=224 --patch_size=16]
+python -m symmim_jax.visualize avgdist --out=avgdist.png [--image_size=224 --patch_size=16]
+
+Cells are in patches, as at ViT/16 and 224 px in the papers: the symmetric
+masks of SymMIM Fig. 3 at 1, 2 and 4 patches (16, 32, 64 px there; 4, 8, 16 px
+in the demo) and SimMIM's random mask at 2 patches (its 32 px), ratio 0.6.
+`reconstruction_grid` is the image the pretraining loop logs to TensorBoard.
+"""
+import os
+import sys
+
+# As in pretrain.py: TensorFlow only decodes images here, and starts silently.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging
+import jax
+import jax.numpy as jnp
+from matplotlib.figure import Figure
+import ml_collections
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from symmim_jax import avgdist, checkpoint, data, masking, methods, patches
+
+SYMMETRIC_CELLS = {"very small": 1, "small": 2, "large": 4}  # patches per cell side
+RANDOM_CELL, RANDOM_RATIO = SYMMETRIC_CELLS["small"], 0.6  # SimMIM
+MAE_RATIO = 0.75  # MAE: random single patches
+GRAY = 128  # masked patches in the masked input
+PANEL_INCHES, TITLE_INCHES = 1.0, 0.5  # one image; the column titles above them
+VIEWS = ("reconstruction", "masks", "avgdist")
+
+flags.DEFINE_string("out", None, "PNG file to write.")
+flags.DEFINE_string("checkpoint", None, "reconstruction: the run's workdir.")
+flags.DEFINE_integer("step", None, "reconstruction: checkpoint step (default latest).")
+flags.DEFINE_list("images", [], "reconstruction: image files instead of the "
+                  "validation split of the run's dataset.")
+flags.DEFINE_integer("num_images", 4, "reconstruction: validation images shown.")
+flags.DEFINE_integer("seed", 0, "Seed of the random masks.")
+flags.DEFINE_integer("image_size", 224, "masks, avgdist: image side in pixels.")
+flags.DEFINE_integer("patch_size", 16, "masks, avgdist: ViT patch side in pixels.")
+flags.DEFINE_integer("dpi", 100, "PNG resolution in dots per inch.")
+
+
+def _to_uint8(normalized, mean, std) -> np.ndarray:
+    """Normalized float [..., 3] -> uint8, inverse of data.normalize."""
+    pixels = (np.asarray(normalized) * np.asarray(std) + np.asarray(mean)) * 255.0
+    return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+
+
+def masked_and_reconstructed(method, params, images, mask, mean, std, *,
+                             norm_pix=False):
+    """uint8 images [B, H, W, 3], mask bool[B, N] -> (masked input, reconstruction).
+
+    Both uint8 [B, H, W, 3]; masked patches are gray in the input and predicted
+    in the reconstruction, visible patches keep the input's own pixels.
+    """
+    inputs = data.normalize(images, mean, std)  # [B, H, W, 3]
+    pred = method.reconstruct(params, inputs, mask)  # [B, N, P]
+    if norm_pix:
+        # Targets were per-patch normalized: restore each patch's own mean and
+        # std (as MAE's visualization and patches.pixel_targets do).
+        target = patches.patchify(inputs, method.patch)  # [B, N, P]
+        pred = (pred * jnp.sqrt(target.var(-1, keepdims=True) + 1e-6)
+                + target.mean(-1, keepdims=True))
+    pred = _to_uint8(patches.unpatchify(pred, method.patch, method.grid), mean, std)
+    hidden = avgdist.pixel_masks(mask, method.grid, method.patch)[..., None]
+    images = np.asarray(images)
+    return np.where(hidden, GRAY, images).astype(np.uint8), np.where(hidden, pred, images)
+
+
+def _tile(columns: list[np.ndarray], gap: int = 2) -> np.ndarray:
+    """uint8 [B, H, W, 3] per column -> one uint8 image, a row per image."""
+    b, h, w, _ = columns[0].shape
+    out = np.full((b * (h + gap) - gap, len(columns) * (w + gap) - gap, 3), 255,
+                  np.uint8)
+    for col, images in enumerate(columns):
+        for row, image in enumerate(images):
+            out[row * (h + gap):row * (h + gap) + h,
+                col * (w + gap):col * (w + gap) + w] = image
+    return out
+
+
+def reconstruction_grid(method, params, images_uint8, key, mean, std, *,
+                        norm_pix=False) -> np.ndarray:
+    """A row per image: original, masked input, reconstruction; uint8 [H, W, 3].
+
+    The mask is the method's online mask when it has `masks(key, B)` (SymMIM's
+    M1), else a 1-patch checkerboard of random phase.
+    """
+    batch = len(images_uint8)
+    if hasattr(method, "masks"):
+        mask = method.masks(key, batch)[0]
+    else:
+        mask = masking.checkerboard_mask(key, batch, method.grid, 1)
+    masked, reconstructed = masked_and_reconstructed(
+        method, params, images_uint8, mask, mean, std, norm_pix=norm_pix)
+    return _tile([np.asarray(images_uint8), masked, reconstructed])
+
+
+def reconstruction_panel(method, params, images, key, mean, std, *, norm_pix=False):
+    """SymMIM Fig. 3: -> (titles, columns of uint8 [B, H, W, 3]).
+
+    The original, then masked input and reconstruction for SimMIM's random mask
+    and the very small, small and large checkerboards (phase 0).
+    """
+    batch = len(images)
+    masks = [masking.random_mask(key, batch, method.grid, RANDOM_CELL, RANDOM_RATIO)]
+    masks += [masking.checkerboard_mask(key, batch, method.grid, cell, random_phase=False)
+              for cell in SYMMETRIC_CELLS.values()]
+    # One forward pass for all masks.
+    masked, reconstructed = masked_and_reconstructed(
+        method, params, np.concatenate([images] * len(masks)), np.concatenate(masks),
+        mean, std, norm_pix=norm_pix)
+    names = [f"random {RANDOM_RATIO}"] + [f"{name} sym." for name in SYMMETRIC_CELLS]
+    titles, columns = ["original"], [np.asarray(images)]
+    for index, name in enumerate(names):
+        part = slice(index * batch, (index + 1) * batch)
+        titles += [f"{name}\nmasked", f"{name}\nrecon."]
+        columns += [masked[part], reconstructed[part]]
+    return titles, columns
+
+
+def _draw(rows: list[list[np.ndarray]], titles: list[str], out: str, dpi: int):
+    """Images in a grid of 1-inch panels, `titles` over the first row."""
+    num_rows, num_cols = len(rows), len(rows[0])
+    height = num_rows * PANEL_INCHES + TITLE_INCHES
+    fig = Figure(figsize=(num_cols * PANEL_INCHES, height))
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - TITLE_INCHES / height,
+                        wspace=0.05, hspace=0.05)
+    axes = fig.subplots(num_rows, num_cols, squeeze=False)
+    for row, images in enumerate(rows):
+        for col, image in enumerate(images):
+            axes[row, col].imshow(image, interpolation="nearest")
+            axes[row, col].axis("off")
+    for col, title in enumerate(titles):
+        axes[0, col].set_title(title, fontsize=7)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+
+
+def _decode(image_bytes, size: int) -> np.ndarray:
+    """Encoded image -> uint8 [size, size, 3]: the central square, resized."""
+    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    height, width = image.shape[0], image.shape[1]
+    side = min(height, width)
+    image = tf.image.crop_to_bounding_box(image, (height - side) // 2,
+                                          (width - side) // 2, side, side)
+    image = tf.image.resize(image, [size, size], method="bilinear", antialias=True)
+    return np.clip(np.round(image.numpy()), 0, 255).astype(np.uint8)
+
+
+def _validation_bytes(dataset_config, num_images: int) -> list[bytes]:
+    """The first encoded images of the `test` split, else `validation`."""
+    builder = data.get_builder(dataset_config)
+    if not isinstance(builder, tfds.core.DatasetBuilder):
+        raise ValueError(f"config.dataset.name={dataset_config.name!r} is not a TFDS "
+                         "dataset: pass the images with --images=a.png,b.jpg")
+    split = "test" if "test" in builder.info.splits else "validation"
+    ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
+    return [example["image"] for example in ds.take(num_images).as_numpy_iterator()]
+
+
+def reconstruction_figure(workdir: str, out: str, *, step=None, image_files=(),
+                          num_images=4, seed=0, dpi=100):
+    """Writes the Fig. 3 panel of a checkpoint to `out`."""
+    params, record, step = checkpoint.load_params(workdir, step)
+    config = ml_collections.ConfigDict(record["config"])
+    method = methods.build(config, total_steps=1)  # the EMA schedule is unused
+    if not hasattr(method, "reconstruct"):
+        raise ValueError(f"config.method={config.method!r} of {workdir} has no pixel "
+                         "head to reconstruct with.")
+    if image_files:
+        encoded = [tf.io.read_file(path) for path in image_files]
+    else:
+        encoded = _validation_bytes(config.dataset, num_images)
+    images = np.stack([_decode(e, config.input.image_size) for e in encoded])
+    titles, columns = reconstruction_panel(
+        method, params, images, jax.random.key(seed), config.input.mean,
+        config.input.std, norm_pix=config.symmim.norm_pix_target)
+    titles[0] = f"original\nstep {step}"
+    _draw([list(row) for row in zip(*columns)], titles, out, dpi)
+
+
+def _mask_image(mask, grid, scale: int = 8) -> np.ndarray:
+    """bool[N] -> uint8 [gh * scale, gw * scale, 3]: masked dark, patch lines."""
+    hidden = avgdist.pixel_masks(mask[None], grid, scale)[0]
+    image = np.where(hidden, 60, 235).astype(np.uint8)
+    image[::scale, :] = image[:, ::scale] = 160
+    return np.repeat(image[..., None], 3, axis=-1)
+
+
+def masks_figure(out: str, image_size=224, patch=16, seed=0, dpi=100):
+    """The checkerboards (both phases) and the random masks on the patch grid."""
+    grid, key = (image_size // patch,) * 2, jax.random.key(seed)
+    masks, titles = [], []
+    for name, cell in SYMMETRIC_CELLS.items():
+        board = masking.checkerboard_mask(key, 1, grid, cell, random_phase=False)[0]
+        for phase, mask in enumerate((board, ~board)):
+            masks.append(mask)
+            titles.append(f"{name} sym.\n{cell * patch} px, phase {phase}")
+    masks.append(masking.random_mask(key, 1, grid, RANDOM_CELL, RANDOM_RATIO)[0])
+    titles.append(f"SimMIM random\n{RANDOM_CELL * patch} px, ratio {RANDOM_RATIO}")
+    masks.append(masking.random_mask(key, 1, grid, 1, MAE_RATIO)[0])
+    titles.append(f"MAE random\n{patch} px, ratio {MAE_RATIO}")
+    titles = [f"{title}\n{np.mean(mask):.0%} masked" for title, mask in zip(titles, masks)]
+    _draw([[_mask_image(np.asarray(mask), grid) for mask in masks]], titles, out, dpi)
+
+
+def avgdist_figure(out: str, image_size=224, patch=16, seed=0, dpi=100) -> str:
+    """SimMIM Fig. 3(a): AvgDist vs ratio; writes the table next to `out`."""
+    rows = avgdist.table(image_size, patch, seed=seed)
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
+    for cell in sorted({r.cell_px for r in rows}):
+        random_rows = [r for r in rows if r.strategy == "random" and r.cell_px == cell]
+        ax.plot([r.ratio for r in random_rows], [r.avgdist for r in random_rows],
+                marker="o", markersize=3, label=f"random, cell {cell} px")
+    for r in rows:
+        if r.strategy == "checkerboard":
+            ax.plot(r.ratio, r.avgdist, "k*", markersize=9)
+            ax.annotate(f"checkerboard {r.cell_px} px", (r.ratio, r.avgdist),
+                        xytext=(6, -3), textcoords="offset points", fontsize=7)
+    ax.set(xlabel="masking ratio", ylabel="AvgDist (px)",
+           title=f"AvgDist at {image_size} px, patch {patch}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    table = avgdist.markdown(rows)
+    with open(os.path.splitext(out)[0] + ".md", "w") as f:
+        f.write(table)
+    return table
+
+
+def main(argv):
+    FLAGS = flags.FLAGS
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.ERROR)  # orbax warns about read-only managers
+    if len(argv) != 2 or argv[1] not in VIEWS:
+        sys.exit(f"usage: python -m symmim_jax.visualize {{{','.join(VIEWS)}}} "
+                 f"--out=FIG.png ...; got {' '.join(argv[1:]) or 'no view'}.")
+    if not FLAGS.out:
+        sys.exit("--out=FIG.png is required.")
+    if argv[1] == "reconstruction":
+        if not FLAGS.checkpoint:
+            sys.exit("reconstruction needs --checkpoint=WORKDIR of a pretraining run.")
+        if FLAGS.num_images < 1:
+            sys.exit(f"--num_images={FLAGS.num_images} must be at least 1.")
+        missing = [path for path in FLAGS.images if not os.path.isfile(path)]
+        if missing:
+            sys.exit(f"--images: no such file: {', '.join(missing)}")
+        try:
+            reconstruction_figure(FLAGS.checkpoint, FLAGS.out, step=FLAGS.step,
+                                  image_files=FLAGS.images, num_images=FLAGS.num_images,
+                                  seed=FLAGS.seed, dpi=FLAGS.dpi)
+        except (FileNotFoundError, ValueError) as err:  # no checkpoint, no dataset
+            sys.exit(str(err))
+        except tf.errors.InvalidArgumentError as err:
+            sys.exit(f"--images: cannot decode an image: {err.message}")
+    else:
+        if FLAGS.image_size % FLAGS.patch_size:
+            sys.exit(f"--image_size={FLAGS.image_size} must be a multiple of "
+                     f"--patch_size={FLAGS.patch_size}.")
+        args = (FLAGS.out, FLAGS.image_size, FLAGS.patch_size, FLAGS.seed, FLAGS.dpi)
+        if argv[1] == "masks":
+            masks_figure(*args)
+        else:
+            print(avgdist_figure(*args), end="")
+    print(f"Wrote {FLAGS.out}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,224 @@
+"""Figures: pasted-back reconstructions, the CLI views on a tiny real run,
+TensorBoard images."""
+import os
+
+from absl import flags
+import jax
+import jax.numpy as jnp
+import matplotlib.image
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fake_fashion_mnist import write_fake_set
+from symmim_jax import checkpoint, methods, metrics, patches, pretrain, visualize
+import tiny_config
+
+MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)  # uint8 x <-> x / 127.5 - 1
+GAP = 2  # white pixels between the images of reconstruction_grid
+
+
+class FakeMethod:
+    """4 x 4 images of 2 x 2 patches; predicts a constant or the target itself."""
+    patch, grid = 2, (2, 2)
+
+    def __init__(self, prediction, mask=None):
+        self.prediction = prediction  # "target", "norm_target" or a constant
+        if mask is not None:
+            self.masks = lambda key, batch: (jnp.asarray(mask), None)
+
+    def reconstruct(self, params, images, mask):
+        if self.prediction == "target":
+            return patches.patchify(images, self.patch)
+        if self.prediction == "norm_target":
+            return patches.pixel_targets(images, self.patch, norm_pix=True)
+        return jnp.full(mask.shape + (12,), self.prediction, jnp.float32)
+
+
+def _images(batch=2, size=4):
+    return np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), np.uint8)
+
+
+def _columns(grid, batch, size=4):
+    """reconstruction_grid's image -> (original, masked input, reconstruction)."""
+    step = size + GAP
+    return [np.stack([grid[r * step:r * step + size, c * step:c * step + size]
+                      for r in range(batch)]) for c in range(3)]
+
+
+def test_reconstruction_grid_pastes_visible_pixels_back():
+    images = _images()
+    mask = np.array([[True, False, False, True], [False, False, False, True]])
+    grid = visualize.reconstruction_grid(FakeMethod(0.5, mask), None, images,
+                                         jax.random.key(0), MEAN, STD)
+    assert grid.shape == (2 * 4 + GAP, 3 * 4 + 2 * GAP, 3) and grid.dtype == np.uint8
+    assert (grid[4:4 + GAP] == 255).all() and (grid[:, 4:4 + GAP] == 255).all()
+    original, masked, reconstructed = _columns(grid, 2)
+    hidden = np.kron(mask.reshape(2, 2, 2), np.ones((2, 2), bool))[..., None]
+    hidden = np.broadcast_to(hidden, images.shape)
+    np.testing.assert_array_equal(original, images)
+    np.testing.assert_array_equal(masked[~hidden], images[~hidden])
+    np.testing.assert_array_equal(reconstructed[~hidden], images[~hidden])
+    assert (masked[hidden] == visualize.GRAY).all()
+    # A prediction of 0.5 in normalized units is (0.5 * 0.5 + 0.5) * 255 = 191.25.
+    assert (reconstructed[hidden] == 191).all()
+
+
+@pytest.mark.parametrize("prediction, norm_pix", [("target", False),
+                                                  ("norm_target", True)])
+def test_a_perfect_prediction_gives_back_the_image(prediction, norm_pix):
+    images = _images()
+    mask = np.ones((2, 4), bool)
+    _, reconstructed = visualize.masked_and_reconstructed(
+        FakeMethod(prediction), None, images, mask, (0.485, 0.456, 0.406),
+        (0.229, 0.224, 0.225), norm_pix=norm_pix)
+    np.testing.assert_array_equal(reconstructed, images)
+
+
+def test_norm_pix_prediction_zero_shows_each_patch_mean():
+    images = _images(batch=1)
+    _, reconstructed = visualize.masked_and_reconstructed(
+        FakeMethod(0.0), None, images, np.ones((1, 4), bool), MEAN, STD, norm_pix=True)
+    # With mean = std = 0.5 the un-normalized 0 is each patch's mean uint8 value.
+    patch_means = patches.patchify(images.astype(np.float64), 2).mean(-1)  # [1, 4]
+    expected = np.round(np.asarray(patch_means)).reshape(2, 2)
+    expected = expected.repeat(2, axis=0).repeat(2, axis=1)[..., None].repeat(3, axis=-1)
+    np.testing.assert_array_equal(reconstructed[0], expected)
+
+
+def test_without_an_own_mask_the_grid_uses_a_one_patch_checkerboard():
+    grid = visualize.reconstruction_grid(FakeMethod(0.0), None, _images(),
+                                         jax.random.key(1), MEAN, STD)
+    masked = _columns(grid, 2)[1][:, ::2, ::2, 0] == visualize.GRAY  # [B, 2, 2]
+    for board in masked:
+        assert board[0, 0] == board[1, 1] != board[0, 1] == board[1, 0]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A workdir with a step-3 checkpoint of the tiny config (16 px, 4 x 4
+    patches of 4 px) at its initial parameters, and the record a run writes."""
+    source = tmp_path_factory.mktemp("fmnist")
+    write_fake_set(source, num_train=8, num_test=4)
+    config = tiny_config.get_config()
+    config.dataset.manual_dir = str(source)
+    config.dataset.data_dir = str(tmp_path_factory.mktemp("tfds"))
+    params, target_params = methods.build(config, 1).init(
+        jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
+    workdir = str(tmp_path_factory.mktemp("run"))
+    manager = checkpoint.open_manager(workdir)
+    checkpoint.save(manager, 3, {"params": params, "target_params": target_params},
+                    pretrain.checkpoint_record(config, 3, jax.random.key(0)), force=True)
+    manager.close()
+    return config, workdir
+
+
+def _png_shape(path):
+    return matplotlib.image.imread(path).shape[:2]
+
+
+def test_reconstruction_panel_of_a_real_method_pastes_visible_patches(tiny_run):
+    config, workdir = tiny_run
+    params, _, _ = checkpoint.load_params(workdir)
+    method = methods.build(config, 1)
+    images = _images(batch=2, size=16)
+    titles, columns = visualize.reconstruction_panel(
+        method, params, images, jax.random.key(0), config.input.mean, config.input.std)
+    assert len(titles) == len(columns) == 9
+    np.testing.assert_array_equal(columns[0], images)
+    hidden_fractions = []
+    for masked, reconstructed in zip(columns[1::2], columns[2::2]):
+        visible = (masked != visualize.GRAY).any(-1)  # [B, H, W]
+        np.testing.assert_array_equal(reconstructed[visible], images[visible])
+        hidden_fractions.append(1 - visible.mean())
+    # Random: round(0.6 * 4) = 2 of 2 x 2 cells; a 4-patch cell covers the image.
+    assert hidden_fractions == [0.5, 0.5, 0.5, 1.0]
+
+
+def test_reconstruction_figure_from_the_test_split_and_from_files(tiny_run, tmp_path):
+    _, workdir = tiny_run
+    out = str(tmp_path / "figs" / "rec.png")
+    visualize.reconstruction_figure(workdir, out, num_images=10, dpi=20)
+    # 9 columns of 1-inch panels; a row per image of the 4-image test split
+    # (not the 8 of train) plus 0.5 inch of titles.
+    assert _png_shape(out) == (90, 180)
+
+    files = [str(tmp_path / "wide.png"), str(tmp_path / "gray.png")]
+    matplotlib.image.imsave(files[0], _images(batch=1, size=30)[0, :20])
+    matplotlib.image.imsave(files[1], _images(batch=1, size=10)[0, ..., 0], cmap="gray")
+    visualize.reconstruction_figure(workdir, out, image_files=files, dpi=20)
+    assert _png_shape(out) == (50, 180)
+
+
+@pytest.fixture
+def parsed_flags():
+    """Parses a command line into the global absl flags for one test."""
+    def parse(*args):
+        return flags.FLAGS(["visualize", *args])
+    yield parse
+    flags.FLAGS.unparse_flags()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["blocks", "--out=x.png"], "usage: python -m symmim_jax.visualize "
+                                "{reconstruction,masks,avgdist}"),
+    (["masks"], "--out=FIG.png is required."),
+    (["reconstruction", "--out=x.png"], "reconstruction needs --checkpoint"),
+    (["reconstruction", "--out=x.png", "--checkpoint=/no/run"], "no checkpoints in"),
+    (["reconstruction", "--out=x.png", "--checkpoint=/no/run", "--num_images=0"],
+     "--num_images=0 must be at least 1."),
+    (["reconstruction", "--out=x.png", "--checkpoint=/no/run", "--images=/no/a.png"],
+     "--images: no such file: /no/a.png"),
+    (["masks", "--out=x.png", "--image_size=30"], "--image_size=30 must be a multiple"),
+])
+def test_bad_command_lines_stop_with_one_line(parsed_flags, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        visualize.main(parsed_flags(*args))
+    assert message in str(exit_info.value)
+    assert "\n" not in str(exit_info.value)
+
+
+def test_masks_and_avgdist_views(parsed_flags, tmp_path, capsys):
+    masks = str(tmp_path / "masks.png")
+    visualize.main(parsed_flags("masks", f"--out={masks}", "--image_size=32",
+                                "--patch_size=4", "--dpi=20"))
+    # 8 masks in a row: 3 checkerboards x 2 phases, SimMIM and MAE.
+    assert _png_shape(masks) == (30, 160)
+    assert capsys.readouterr().out == f"Wrote {masks}\n"
+
+    flags.FLAGS.unparse_flags()
+    fig = str(tmp_path / "avgdist.png")
+    visualize.main(parsed_flags("avgdist", f"--out={fig}", "--image_size=16",
+                                "--patch_size=4"))
+    printed = capsys.readouterr().out
+    with open(tmp_path / "avgdist.md") as f:
+        table = f.read()
+    assert printed == table + f"Wrote {fig}\n"
+    # The defined settings on a 4 x 4 patch grid (test_avgdist): 18 rows.
+    assert len(table.splitlines()) == 2 + 18
+    assert "| checkerboard | 4 | 0.5 | 0.500 |" in table
+    assert _png_shape(fig) == (350, 500)
+
+
+def test_metric_writer_logs_an_image_summary(tmp_path, monkeypatch):
+    image = _images(batch=1, size=6)[0]
+    writer = metrics.MetricWriter(str(tmp_path))
+    writer.image(7, "reconstruction", image)
+    writer.close()
+    logdir = tmp_path / "tensorboard"
+    (event_file,) = os.listdir(logdir)
+    values = [(event.step, value) for event in
+              tf.compat.v1.train.summary_iterator(str(logdir / event_file))
+              for value in event.summary.value if value.tag == "reconstruction"]
+    (step, value), = values
+    assert step == 7
+    # Image summaries hold [width, height, PNG]; PNG is lossless.
+    width, height, png = value.tensor.string_val
+    assert (int(width), int(height)) == (6, 6)
+    np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), image)
+
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    other = metrics.MetricWriter(str(tmp_path / "other"))
+    other.image(7, "reconstruction", image)  # a no-op off process 0
+    other.close()
+    assert not (tmp_path / "other").exists()
