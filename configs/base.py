@@ -21,6 +21,7 @@ def get_config():
     config.log_every = 100             # steps between metric lines
     config.checkpoint_every = 1000     # steps between checkpoints
     config.keep_checkpoints = 3
+    config.max_consecutive_bad_steps = 10  # non-finite steps are skipped; then stop
 
     config.dataset = ml_collections.ConfigDict(dict(
         name="imagenet2012",
@@ -68,5 +69,8 @@ def get_config():
         norm_pix_target=False,         # MAE per-patch normalized pixel targets
         momentum_base=0.996,
         momentum_schedule="cosine",    # 'cosine' (base -> 1) or 'constant'
+    ))
+    config.debug = ml_collections.ConfigDict(dict(
+        nan_at_steps=(),               # poison these steps' input (tests NaN skipping)
     ))
     return config

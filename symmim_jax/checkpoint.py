@@ -1,12 +1,13 @@
 """Orbax checkpoints of a run: the train state and a JSON record per step.
 
 Saves are asynchronous and atomic (orbax writes to a tmp dir and renames it), so
-a crash mid-save leaves the previous checkpoints intact. The default save policy
-is kept on purpose: passing a `save_decision_policy` would drop orbax's
-preemption saves.
+a crash mid-save leaves the previous checkpoints intact.
 """
 import os
+import shutil
+import time
 
+from absl import logging
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -16,8 +17,13 @@ STATE, RECORD = "state", "record"
 
 def open_manager(workdir: str, *, checkpoint_every: int = 1, keep: int | None = None,
                  read_only: bool = False) -> ocp.CheckpointManager:
+    policies = ocp.checkpoint_managers
     options = ocp.CheckpointManagerOptions(
-        save_interval_steps=checkpoint_every,
+        # Every N steps and on preemption; orbax's default would also save step 1.
+        # A custom policy replaces the default one, so preemption is named here.
+        save_decision_policy=policies.AnySavePolicy([
+            policies.FixedIntervalPolicy(checkpoint_every),
+            policies.PreemptionCheckpointingPolicy()]),
         preservation_policy=(ocp.checkpoint_managers.LatestN(keep) if keep else None),
         create=not read_only, read_only=read_only, cleanup_tmp_directories=not read_only)
     return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
@@ -39,6 +45,65 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state):
                                  RECORD: ocp.args.JsonRestore()})
     restored = manager.restore(step, args=args)
     return restored[STATE], restored[RECORD]
+
+
+class CheckpointMismatch(ValueError):
+    """A readable checkpoint of another model or optimizer."""
+
+
+def _saved_tree(directory, step: int):
+    """The saved state's tree of array metadata (shapes, dtypes)."""
+    path = os.path.join(os.path.abspath(str(directory)), str(step), STATE)
+    return ocp.PyTreeCheckpointer().metadata(path).item_metadata.tree
+
+
+def _leaf_shapes(tree) -> list:
+    return sorted(tuple(leaf.shape) for leaf in jax.tree.leaves(tree))
+
+
+def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state,
+                          quarantine_dir: str):
+    """Restores the newest checkpoint that reads back -> (state, record, step).
+
+    Unreadable newer ones (torn, truncated, files missing) are named in a
+    warning and moved into `quarantine_dir`, so the run can save those steps
+    again; nothing is deleted. Returns None when there is no checkpoint and
+    raises when checkpoints exist but none can be read: a run never silently
+    starts from scratch.
+    """
+    steps = sorted(manager.all_steps(), reverse=True)
+    for step in steps:
+        try:
+            saved_shapes = _leaf_shapes(_saved_tree(manager.directory, step))
+        except Exception:  # unreadable metadata: handled below as unreadable
+            saved_shapes = None
+        if saved_shapes is not None and saved_shapes != _leaf_shapes(abstract_state):
+            raise CheckpointMismatch(
+                f"Checkpoint {step} in {manager.directory} holds {len(saved_shapes)} "
+                f"arrays that do not match the {len(_leaf_shapes(abstract_state))} of "
+                "the model and optimizer this config builds: resume with the config it "
+                "was written with (saved in its record and in config.json) or use "
+                "another --workdir.")
+        try:
+            state, record = restore(manager, step, abstract_state)
+        except Exception as err:  # orbax/tensorstore raise many types here
+            reason = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+            logging.warning("Checkpoint %d in %s cannot be read (%s); moving it to %s "
+                            "and trying an older one.", step, manager.directory,
+                            reason, quarantine_dir)
+            if jax.process_index() == 0:
+                os.makedirs(quarantine_dir, exist_ok=True)
+                shutil.move(os.path.join(manager.directory, str(step)),
+                            os.path.join(quarantine_dir, f"{step}-{int(time.time())}"))
+            continue
+        manager.reload()
+        return state, record, step
+    if steps:
+        raise RuntimeError(
+            f"None of the checkpoints {sorted(steps)} in {manager.directory} can be read "
+            f"(moved to {quarantine_dir}); not starting from scratch. Move them back "
+            "or use another --workdir.")
+    return None
 
 
 def latest_or(workdir: str, step: int | None) -> int:
@@ -68,8 +133,8 @@ def load_params(workdir: str, step: int | None = None, subtree: str = "params"):
         **{RECORD: ocp.args.JsonRestore()}))[RECORD]
     manager.close()
     path = os.path.join(os.path.abspath(workdir), "checkpoints", str(step), STATE)
+    saved = {subtree: _saved_tree(os.path.join(workdir, "checkpoints"), step)[subtree]}
     checkpointer = ocp.PyTreeCheckpointer()
-    saved = {subtree: checkpointer.metadata(path).item_metadata.tree[subtree]}
     item = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), saved)
     restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), saved)
     restored = checkpointer.restore(path, args=ocp.args.PyTreeRestore(

@@ -13,9 +13,10 @@ order of a run:
 import dataclasses
 import functools
 import json
-import math
 import os
+import signal
 import sys
+import threading
 import time
 
 # TensorFlow only decodes and crops the input here: no oneDNN kernels needed,
@@ -85,7 +86,7 @@ def open_workdir(workdir: str, config):
                                    keep=config.keep_checkpoints)
 
 
-def make_state(config, method, tx, mesh, manager):
+def make_state(config, method, tx, mesh, manager, workdir: str):
     """-> (state, base key, start step): restored when a checkpoint exists."""
     local_batch = config.batch_size // jax.process_count()
     image_shape = (1, config.input.image_size, config.input.image_size, 3)
@@ -93,16 +94,16 @@ def make_state(config, method, tx, mesh, manager):
     abstract = jax.eval_shape(init, jax.random.key(0))
     # Data parallel: every device holds the whole state.
     state_sharding = jax.tree.map(lambda _: sharding.replicated(mesh), abstract)
-    latest = manager.latest_step()
-    if latest is None:
-        key = jax.random.key(config.seed)
-        init_key, run_key = jax.random.split(key)
-        state = jax.jit(init, out_shardings=state_sharding)(init_key)
-        return state, state_sharding, run_key, 0
     target = jax.tree.map(
         lambda leaf, s: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s),
         abstract, state_sharding)
-    state, record = checkpoint.restore(manager, latest, target)
+    restored = checkpoint.restore_newest_intact(
+        manager, target, os.path.join(workdir, "unreadable_checkpoints"))
+    if restored is None:
+        init_key, run_key = jax.random.split(jax.random.key(config.seed))
+        state = jax.jit(init, out_shardings=state_sharding)(init_key)
+        return state, state_sharding, run_key, 0
+    state, record, latest = restored
     position = record["data"]
     if position["process_count"] != jax.process_count():
         logging.warning("Checkpoint was written by %d processes, running on %d: the "
@@ -132,6 +133,31 @@ def checkpoint_record(config, step: int, run_key) -> dict:
     }
 
 
+class StopSignal:
+    """Remembers a SIGTERM, what TPU and GPU schedulers send before preempting."""
+
+    def __init__(self):
+        self.received = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        self.received = True
+
+    def __exit__(self, *exc_info):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+class TrainingStopped(RuntimeError):
+    """The run cannot go on: non-finite steps, or a checkpoint that cannot be saved."""
+
+
 def train(config, workdir: str):
     """Pretrains `config` in `workdir`, resuming from its latest checkpoint."""
     length = prepare(config)
@@ -148,23 +174,37 @@ def train(config, workdir: str):
     method = methods.build(config, length.total_steps)
     tx, lr_schedule = optim.make_optimizer(config.optim, config.batch_size,
                                            length.total_steps, length.warmup_steps)
-    state, state_sharding, run_key, start = make_state(config, method, tx, mesh, manager)
+    state, state_sharding, run_key, start = make_state(config, method, tx, mesh,
+                                                       manager, workdir)
     step_fn = jax.jit(
         functools.partial(train_step, method=method, tx=tx, lr_schedule=lr_schedule,
-                          mean=config.input.mean, std=config.input.std),
+                          mean=config.input.mean, std=config.input.std,
+                          nan_at_steps=tuple(config.debug.nan_at_steps)),
         in_shardings=(state_sharding, sharding.batch_sharding(mesh),
                       sharding.replicated(mesh)),
         out_shardings=(state_sharding, sharding.replicated(mesh)),
         donate_argnums=0)
-
     batches = data.make_pretrain_iterator(config, start_step=start)
+
+    def run_step(state):
+        return step_fn(state, sharding.global_batch(next(batches), mesh), run_key)
+
+    def save(step, state, force=False):
+        try:
+            checkpoint.save(manager, step, state, checkpoint_record(config, step, run_key),
+                            force=force)
+        except OSError as err:
+            raise TrainingStopped(
+                f"Saving checkpoint {step} in {manager.directory} failed ({err}); the "
+                f"checkpoints already there ({manager.all_steps()}) are intact.") from err
+
     writer = MetricWriter(workdir)
     say(f"Training steps {start} -> {length.total_steps} ({length.steps_per_epoch} per "
         f"epoch, {length.warmup_steps} warm-up) on {jax.device_count()} devices; "
         f"metrics in {os.path.join(workdir, 'metrics.jsonl')}")
     try:
-        _loop(config, length, state, run_key, start, step_fn, batches, mesh, manager,
-              writer)
+        with StopSignal() as stop:
+            _loop(config, length, state, start, run_step, save, manager, writer, stop)
     finally:
         # Also on an exception: let a started save land rather than tear it.
         manager.wait_until_finished()
@@ -172,14 +212,12 @@ def train(config, workdir: str):
         writer.close()
 
 
-def _loop(config, length, state, run_key, start, step_fn, batches, mesh, manager,
-          writer):
+def _loop(config, length, state, start, run_step, save, manager, writer, stop):
     progress = tqdm.tqdm(total=length.total_steps, initial=start, unit="step",
                          disable=jax.process_index() != 0, dynamic_ncols=True)
     last_log_time, last_log_step = time.perf_counter(), start
     for step in range(start + 1, length.total_steps + 1):
-        batch = sharding.global_batch(next(batches), mesh)
-        state, metrics = step_fn(state, batch, run_key)
+        state, metrics = run_step(state)
         progress.update()
         if step % config.log_every == 0 or step == length.total_steps:
             metrics = jax.device_get(metrics)  # the only host sync, every log_every
@@ -187,24 +225,32 @@ def _loop(config, length, state, run_key, start, step_fn, batches, mesh, manager
             metrics["images_per_sec"] = (
                 (step - last_log_step) * config.batch_size / (now - last_log_time))
             last_log_time, last_log_step = now, step
-            _check_finite(metrics, step)
             writer.write(step, metrics)
             progress.set_postfix(loss=f"{metrics['loss']:.4f}")
+            _check_bad_steps(int(metrics["consecutive_bad_steps"]), step, config, manager)
+        # Multi-process runs learn of a SIGTERM on any host through orbax.
+        preempted = manager.reached_preemption(step) or (
+            stop.received and jax.process_count() == 1)
         final = step == length.total_steps
-        if final or manager.should_save(step):
-            checkpoint.save(manager, step, state,
-                            checkpoint_record(config, step, run_key), force=final)
-        if manager.reached_preemption(step):
-            say(f"Preemption signal: saved step {step}, stopping.")
+        if final or preempted or manager.should_save(step):
+            _check_bad_steps(int(jax.device_get(state.consecutive_bad_steps)), step,
+                             config, manager)
+            save(step, state, force=final or preempted)
+        if preempted:
+            say(f"Stop signal: saved step {step}; run the same command to resume.")
             break
     progress.close()
 
 
-def _check_finite(metrics: dict, step: int):
-    if not math.isfinite(metrics["loss"]):
-        raise FloatingPointError(
-            f"loss is {metrics['loss']} at step {step}; the last checkpoint is kept. "
-            "Lower config.optim.base_lr or check the input.")
+def _check_bad_steps(consecutive: int, step: int, config, manager):
+    """Stops the run, before it saves again, after too many skipped steps."""
+    if consecutive >= config.max_consecutive_bad_steps:
+        raise TrainingStopped(
+            f"The last {consecutive} steps (up to step {step}) had a non-finite loss or "
+            "gradient and were skipped; stopping. The checkpoints in "
+            f"{manager.directory} ({manager.all_steps()}) hold the parameters from "
+            "before them. Lower config.optim.base_lr, check the input, or raise "
+            "config.max_consecutive_bad_steps.")
 
 
 def main(argv):
@@ -215,8 +261,10 @@ def main(argv):
         sys.exit("--workdir is required.")
     try:
         train(flags.FLAGS.config, flags.FLAGS.workdir)
-    except validation.ConfigError as err:
+    except (validation.ConfigError, checkpoint.CheckpointMismatch) as err:
         sys.exit(f"Config error: {err}")
+    except TrainingStopped as err:
+        sys.exit(f"Stopped: {err}")
 
 
 if __name__ == "__main__":

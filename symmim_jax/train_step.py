@@ -11,28 +11,38 @@ from symmim_jax import data
 
 @flax.struct.dataclass
 class TrainState:
-    step: jax.Array            # int32 scalar: optimizer steps taken
+    step: jax.Array            # int32 scalar: steps taken, skipped ones included
     params: Any                # online branch, trained by gradient
     target_params: Any         # EMA target branch ({} for methods without one)
     opt_state: optax.OptState
+    bad_steps: jax.Array       # int32 scalar: non-finite steps skipped in total
+    consecutive_bad_steps: jax.Array  # int32 scalar: ... since the last good one
 
 
 def init_state(method, tx, key, image_shape) -> TrainState:
     """Fresh state; jit this with out_shardings to create it already sharded."""
     params, target_params = method.init(key, jnp.zeros(image_shape, jnp.float32))
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      target_params=target_params, opt_state=tx.init(params))
+    zero = jnp.zeros((), jnp.int32)
+    return TrainState(step=zero, params=params, target_params=target_params,
+                      opt_state=tx.init(params), bad_steps=zero,
+                      consecutive_bad_steps=zero)
 
 
 def train_step(state: TrainState, batch, key, *, method, tx, lr_schedule,
-               mean, std):
+               mean, std, nan_at_steps=()):
     """(state, batch, key) -> (state, metrics): loss, grads, AdamW, EMA.
 
     `key` is the run's base key; each step folds in its step number so the
     masks and drop-path of step s do not depend on where the run resumed.
+    A step whose loss or gradients are not finite changes nothing but the
+    step and the bad-step counters. `nan_at_steps` (config.debug.nan_at_steps)
+    poisons the input of those steps, to test exactly that.
     """
     key = jax.random.fold_in(key, state.step)
     images = data.normalize(batch["image"], mean, std)  # [B, H, W, 3] float32
+    if nan_at_steps:
+        poisoned = jnp.isin(state.step + 1, jnp.asarray(nan_at_steps))
+        images = jnp.where(poisoned, jnp.nan, images)
 
     def loss_fn(params):
         return method.loss(params, state.target_params, images, key)
@@ -42,12 +52,23 @@ def train_step(state: TrainState, batch, key, *, method, tx, lr_schedule,
     params = optax.apply_updates(state.params, updates)
     target_params, target_metrics = method.update_target(
         state.target_params, params, state.step)
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    # Select, not multiply: 0 * NaN would still be NaN.
+    params, target_params, opt_state = optax.tree_utils.tree_where(
+        finite, (params, target_params, opt_state),
+        (state.params, state.target_params, state.opt_state))
+    bad = (~finite).astype(jnp.int32)
+    new_state = TrainState(
+        step=state.step + 1, params=params, target_params=target_params,
+        opt_state=opt_state, bad_steps=state.bad_steps + bad,
+        consecutive_bad_steps=(state.consecutive_bad_steps + 1) * bad)
     metrics = {
         "loss": loss, **terms, **target_metrics,
         "lr": lr_schedule(state.step),
-        "grad_norm": optax.global_norm(grads),
+        "grad_norm": grad_norm,
         "param_norm": optax.global_norm(params),
+        "bad_steps": new_state.bad_steps,
+        "consecutive_bad_steps": new_state.consecutive_bad_steps,
     }
-    new_state = TrainState(step=state.step + 1, params=params,
-                           target_params=target_params, opt_state=opt_state)
     return new_state, metrics

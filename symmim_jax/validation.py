@@ -76,8 +76,12 @@ def _check_schedule(config, num_devices: int, num_processes: int):
     _require(config.total_steps is None or config.total_steps > 0,
              f"config.total_steps={config.total_steps} must be > 0 (or unset to use "
              "config.epochs).")
-    for field in ("log_every", "checkpoint_every", "keep_checkpoints"):
+    for field in ("log_every", "checkpoint_every", "keep_checkpoints",
+                  "max_consecutive_bad_steps"):
         _require(config[field] > 0, f"config.{field}={config[field]} must be > 0.")
+    _require(all(isinstance(s, int) and s > 0 for s in config.debug.nan_at_steps),
+             f"config.debug.nan_at_steps={config.debug.nan_at_steps} must hold step "
+             "numbers >= 1.")
 
 
 def _check_optim(optim):

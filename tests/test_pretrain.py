@@ -15,7 +15,7 @@ import pytest
 from configs import demo
 from fake_fashion_mnist import write_fake_set
 from symmim_jax import data, pretrain, validation
-from tiny_config import tiny_config
+import tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def fake_source(tmp_path_factory):
 
 
 def small_config(fake_source, data_dir):
-    config = tiny_config()  # batch 8: 8 steps per epoch of 64 images
+    config = tiny_config.get_config()  # batch 8: 8 steps per epoch of 64 images
     config.dataset.manual_dir = str(fake_source)
     config.dataset.data_dir = str(data_dir)
     config.dataset.shuffle_buffer = 64

@@ -5,11 +5,11 @@ import pytest
 
 from symmim_jax import losses, patches
 from symmim_jax.methods import symmim
-from tiny_config import tiny_config
+import tiny_config
 
 
 def _tiny_config(**symmim_overrides):
-    config = tiny_config()
+    config = tiny_config.get_config()
     config.symmim.update(symmim_overrides)
     return config
 

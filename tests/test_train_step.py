@@ -6,17 +6,17 @@ import pytest
 
 from symmim_jax import data, methods, optim, sharding
 from symmim_jax.train_step import init_state, train_step
-from tiny_config import tiny_config
+import tiny_config
 
 
 def _tiny_config():
-    config = tiny_config()
+    config = tiny_config.get_config()
     config.optim.base_lr = 1e-3
     config.optim.base_batch_size = 8
     return config
 
 
-def _compiled_step(config, mesh, total_steps=50):
+def _compiled_step(config, mesh, total_steps=50, **step_options):
     method = methods.build(config, total_steps)
     tx, schedule = optim.make_optimizer(config.optim, config.batch_size, total_steps, 0)
     init = functools.partial(init_state, method, tx, image_shape=(1, 16, 16, 3))
@@ -25,7 +25,7 @@ def _compiled_step(config, mesh, total_steps=50):
     state = jax.jit(init, out_shardings=shardings)(jax.random.key(0))
     step = jax.jit(
         functools.partial(train_step, method=method, tx=tx, lr_schedule=schedule,
-                          mean=config.input.mean, std=config.input.std),
+                          mean=config.input.mean, std=config.input.std, **step_options),
         in_shardings=(shardings, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
         out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=0)
     return state, step
@@ -105,3 +105,25 @@ def test_step_is_compiled_once(batch):
     for _ in range(3):
         state, _ = step(state, global_batch, jax.random.key(7))
     assert step._cache_size() == 1
+
+
+def test_non_finite_step_changes_nothing_but_counters(batch):
+    mesh = sharding.data_mesh()
+    state, step = _compiled_step(_tiny_config(), mesh, nan_at_steps=(2,))
+    global_batch = sharding.global_batch(batch, mesh)
+    state, _ = step(state, global_batch, jax.random.key(7))
+    before = jax.device_get(state)
+    state, metrics = step(state, global_batch, jax.random.key(7))  # step 2: NaN
+    after = jax.device_get(state)
+    assert not np.isfinite(float(metrics["loss"]))
+    assert (int(after.step), int(after.bad_steps), int(after.consecutive_bad_steps)) == (
+        2, 1, 1)
+    for a, b in zip(jax.tree.leaves((before.params, before.target_params,
+                                     before.opt_state)),
+                    jax.tree.leaves((after.params, after.target_params, after.opt_state))):
+        np.testing.assert_array_equal(a, b)
+    state, metrics = step(state, global_batch, jax.random.key(7))  # step 3: fine
+    assert np.isfinite(float(metrics["loss"]))
+    assert (int(state.bad_steps), int(state.consecutive_bad_steps)) == (1, 0)
+    assert not np.array_equal(jax.device_get(state.params["pixel_head"]["kernel"]),
+                              after.params["pixel_head"]["kernel"])

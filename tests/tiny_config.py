@@ -1,8 +1,11 @@
-"""The demo config shrunk to a toy model, for tests that train."""
+"""The demo config shrunk to a toy model, for tests that train.
+
+Also a config file: `--config=tests/tiny_config.py` (from the repository root).
+"""
 from configs import demo
 
 
-def tiny_config():
+def get_config():
     """mu/4 ViT at 16 px (a 4 x 4 grid), small heads, batch 8."""
     config = demo.get_config()
     config.model.variant = "mu/4"

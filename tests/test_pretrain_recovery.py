@@ -1,0 +1,208 @@
+"""What a pretraining run survives: kills, SIGTERM, torn checkpoints, NaNs, full disks."""
+import errno
+import glob
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+import tiny_config
+from fake_fashion_mnist import write_fake_set
+from symmim_jax import checkpoint, data, pretrain
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """(fake Fashion-MNIST source dir, prepared tfds data dir)."""
+    source = tmp_path_factory.mktemp("fmnist")
+    write_fake_set(source, num_train=64, num_test=8)
+    return source, tmp_path_factory.mktemp("tfds")
+
+
+@pytest.fixture
+def config(dataset):
+    config = tiny_config.get_config()
+    config.dataset.manual_dir, config.dataset.data_dir = (str(d) for d in dataset)
+    config.dataset.shuffle_buffer = 64
+    config.log_every = 1
+    config.checkpoint_every = 2
+    config.keep_checkpoints = 2
+    return config
+
+
+def saved_steps(workdir):
+    return checkpoint.open_manager(str(workdir), read_only=True).all_steps()
+
+
+def params_at(workdir, step):
+    return checkpoint.load_params(str(workdir), step)[0]
+
+
+def max_abs_difference(a, b):
+    return max(float(np.max(np.abs(x - y)))
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_non_finite_steps_are_skipped_then_the_run_stops(config, tmp_path):
+    config.debug.nan_at_steps = (3,)
+    config.total_steps = 4
+    pretrain.train(config, str(tmp_path / "one_nan"))
+    lines = [line for line in open(tmp_path / "one_nan" / "metrics.jsonl")]
+    assert '"bad_steps": 1' in lines[2] and '"consecutive_bad_steps": 1' in lines[2]
+    assert '"consecutive_bad_steps": 0' in lines[3]
+
+    config.debug.nan_at_steps = (5, 6, 7, 8)
+    config.max_consecutive_bad_steps = 3
+    config.total_steps = 10
+    workdir = tmp_path / "many_nans"
+    with pytest.raises(pretrain.TrainingStopped, match=r"last 3 steps \(up to step 7\)"):
+        pretrain.train(config, str(workdir))
+    assert saved_steps(workdir) == [4, 6]
+    # Steps 5 and 6 were skipped: checkpoint 6 holds the parameters of step 4.
+    assert max_abs_difference(params_at(workdir, 4), params_at(workdir, 6)) == 0.0
+
+
+def test_torn_checkpoint_falls_back_to_the_newest_intact_one(config, tmp_path, caplog):
+    workdir = tmp_path / "run"
+    config.total_steps = 6
+    pretrain.train(config, str(workdir))
+    assert saved_steps(workdir) == [4, 6]
+    for path in glob.glob(str(workdir / "checkpoints" / "6" / "state" / "**" / "*"),
+                          recursive=True):
+        if os.path.isfile(path):
+            with open(path, "r+b") as f:
+                f.truncate(os.path.getsize(path) // 2)
+    config.total_steps = 8
+    with caplog.at_level(logging.WARNING):
+        pretrain.train(config, str(workdir))
+    assert "Checkpoint 6 in" in caplog.text and "cannot be read" in caplog.text
+    assert [p.name.split("-")[0] for p in (workdir / "unreadable_checkpoints").iterdir()
+            ] == ["6"]
+    assert saved_steps(workdir) == [6, 8]  # resumed from 4, saved 6 and 8 again
+
+    # Every checkpoint unreadable: an error, never a silent fresh start.
+    for step in (6, 8):
+        os.remove(workdir / "checkpoints" / str(step) / "state" / "_METADATA")
+    config.total_steps = 10
+    with pytest.raises(RuntimeError, match="not starting from scratch"):
+        pretrain.train(config, str(workdir))
+
+
+def test_checkpoint_of_another_model_is_refused_and_kept(config, tmp_path):
+    workdir = tmp_path / "run"
+    config.total_steps = 2
+    pretrain.train(config, str(workdir))
+    config.symmim.projector_out_dim = 4
+    config.total_steps = 4
+    with pytest.raises(checkpoint.CheckpointMismatch, match="config it was written with"):
+        pretrain.train(config, str(workdir))
+    assert saved_steps(workdir) == [2]
+    assert not (workdir / "unreadable_checkpoints").exists()
+
+
+def test_full_disk_during_a_save_keeps_earlier_checkpoints(config, tmp_path, monkeypatch):
+    workdir = tmp_path / "run"
+    config.total_steps = 6
+    save = checkpoint.save
+
+    def save_until_disk_full(manager, step, *args, **kwargs):
+        if step >= 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(manager, step, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "save", save_until_disk_full)
+    with pytest.raises(pretrain.TrainingStopped,
+                       match=r"Saving checkpoint 4 .*No space left on device.*\[2\]\) are intact"):
+        pretrain.train(config, str(workdir))
+    assert saved_steps(workdir) == [2]
+    assert params_at(workdir, 2)["pixel_head"]["kernel"].shape == (32, 48)
+
+
+# Subprocess runs of the CLI, as a scheduler would see them.
+
+def launch(config, workdir, total_steps, log):
+    overrides = [
+        f"--config.dataset.manual_dir={config.dataset.manual_dir}",
+        f"--config.dataset.data_dir={config.dataset.data_dir}",
+        "--config.dataset.shuffle_buffer=64", "--config.log_every=1",
+        "--config.checkpoint_every=1", "--config.keep_checkpoints=2",
+        f"--config.total_steps={total_steps}"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "symmim_jax.pretrain", "--config=tests/tiny_config.py",
+         *overrides, f"--workdir={workdir}"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_for(condition, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.01)
+
+
+def newest_step(workdir):
+    steps = [int(name) for name in os.listdir(workdir / "checkpoints") if name.isdigit()] \
+        if (workdir / "checkpoints").exists() else []
+    return max(steps, default=0)
+
+
+def saving_now(workdir):
+    return (workdir / "checkpoints").exists() and any(
+        "tmp" in name for name in os.listdir(workdir / "checkpoints"))
+
+
+def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(
+        config, tmp_path):
+    total = 10
+    data.get_builder(config.dataset)  # prepare the tfds records before the runs
+    logs = open(tmp_path / "runs.log", "w")
+    straight = tmp_path / "straight"
+    assert launch(config, straight, total, logs).wait(timeout=600) == 0
+
+    killed = tmp_path / "killed"
+    rng = random.Random(0)
+    kill_points = [
+        ("during start-up", lambda: True, 2.0),
+        ("during a checkpoint save", lambda: saving_now(killed), 0.0),
+        ("between steps", lambda: newest_step(killed) >= 6, rng.uniform(0.0, 0.5)),
+    ]
+    for _, condition, delay in kill_points:
+        process = launch(config, killed, total, logs)
+        try:
+            wait_for(lambda: condition() or process.poll() is not None)
+            time.sleep(delay)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+    assert launch(config, killed, total, logs).wait(timeout=600) == 0
+    difference = max_abs_difference(params_at(straight, total), params_at(killed, total))
+    print(f"max abs difference after 3 kills: {difference}")
+    assert difference == 0.0
+    assert max_abs_difference(checkpoint.load_params(str(straight), subtree="target_params")[0],
+                              checkpoint.load_params(str(killed), subtree="target_params")[0]
+                              ) == 0.0
+
+
+def test_sigterm_saves_the_current_step_and_exits_cleanly(config, tmp_path):
+    workdir = tmp_path / "run"
+    with open(tmp_path / "run.log", "w") as log:
+        process = launch(config, workdir, 10_000, log)
+        wait_for(lambda: newest_step(workdir) >= 3 or process.poll() is not None)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 0
+    output = open(tmp_path / "run.log").read()
+    stopped_at = int(output.split("Stop signal: saved step ")[1].split(";")[0])
+    assert saved_steps(workdir)[-1] == stopped_at
+    with open(tmp_path / "resume.log", "w") as log:
+        assert launch(config, workdir, stopped_at + 1, log).wait(timeout=600) == 0
+    assert f"Resumed from step {stopped_at}" in open(tmp_path / "resume.log").read()
