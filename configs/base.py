@@ -21,6 +21,7 @@ def get_config():
     config.log_every = 100             # steps between metric lines
     config.checkpoint_every = 1000     # steps between checkpoints
     config.keep_checkpoints = 3
+    config.visualize_every = 1000      # steps between TensorBoard reconstructions; 0 = never
     config.max_consecutive_bad_steps = 10  # non-finite steps are skipped; then stop
 
     config.dataset = ml_collections.ConfigDict(dict(

@@ -31,4 +31,5 @@ def get_config():
     config.optim.base_batch_size = 128
     config.log_every = 10
     config.checkpoint_every = 50
+    config.visualize_every = 50
     return config

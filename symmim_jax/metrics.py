@@ -9,12 +9,21 @@ from flax.metrics import tensorboard
 class MetricWriter:
     """Writes one record per log step; a no-op on processes other than 0."""
 
-    def __init__(self, workdir: str):
+    def __init__(self, workdir: str, resume_step: int = 0):
+        """Lines of steps after `resume_step` (run, then lost to a crash) are
+        dropped from metrics.jsonl: those steps run again and write anew."""
         self.enabled = jax.process_index() == 0
         if self.enabled:
             self._tensorboard = tensorboard.SummaryWriter(
                 os.path.join(workdir, "tensorboard"))
-            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+            path = os.path.join(workdir, "metrics.jsonl")
+            if os.path.exists(path):
+                with open(path) as f:
+                    kept = [line for line in f
+                            if line.strip() and json.loads(line)["step"] <= resume_step]
+                with open(path, "w") as f:
+                    f.writelines(kept)
+            self._jsonl = open(path, "a")
 
     def write(self, step: int, scalars: dict):
         if not self.enabled:

@@ -30,7 +30,8 @@ from ml_collections import config_flags
 import numpy as np
 import tqdm
 
-from symmim_jax import checkpoint, data, methods, optim, sharding, validation
+from symmim_jax import (checkpoint, data, methods, optim, reconstruction, sharding,
+                        validation)
 from symmim_jax.metrics import MetricWriter
 from symmim_jax.train_step import init_state, train_step
 
@@ -187,7 +188,10 @@ def train(config, workdir: str):
     batches = data.make_pretrain_iterator(config, start_step=start)
 
     def run_step(state):
-        return step_fn(state, sharding.global_batch(next(batches), mesh), run_key)
+        """-> (state, metrics, this process's host batch)."""
+        local_batch = next(batches)
+        state, metrics = step_fn(state, sharding.global_batch(local_batch, mesh), run_key)
+        return state, metrics, local_batch
 
     def save(step, state, force=False):
         try:
@@ -198,13 +202,24 @@ def train(config, workdir: str):
                 f"Saving checkpoint {step} in {manager.directory} failed ({err}); the "
                 f"checkpoints already there ({manager.all_steps()}) are intact.") from err
 
-    writer = MetricWriter(workdir)
+    writer = MetricWriter(workdir, resume_step=start)
+
+    def show(step, state, local_batch):
+        """A reconstruction grid in TensorBoard (single process: params on host)."""
+        if jax.process_count() == 1 and hasattr(method, "reconstruct"):
+            grid = reconstruction.reconstruction_grid(
+                method, state.params, local_batch["image"][:4],
+                jax.random.fold_in(run_key, step), config.input.mean, config.input.std,
+                norm_pix=config.get(config.method, {}).get("norm_pix_target", False))
+            writer.image(step, "reconstruction", grid)
+
     say(f"Training steps {start} -> {length.total_steps} ({length.steps_per_epoch} per "
         f"epoch, {length.warmup_steps} warm-up) on {jax.device_count()} devices; "
         f"metrics in {os.path.join(workdir, 'metrics.jsonl')}")
     try:
         with StopSignal() as stop:
-            _loop(config, length, state, start, run_step, save, manager, writer, stop)
+            _loop(config, length, state, start, run_step, save, show, manager, writer,
+                  stop)
     finally:
         # Also on an exception: let a started save land rather than tear it.
         manager.wait_until_finished()
@@ -212,12 +227,12 @@ def train(config, workdir: str):
         writer.close()
 
 
-def _loop(config, length, state, start, run_step, save, manager, writer, stop):
+def _loop(config, length, state, start, run_step, save, show, manager, writer, stop):
     progress = tqdm.tqdm(total=length.total_steps, initial=start, unit="step",
                          disable=jax.process_index() != 0, dynamic_ncols=True)
     last_log_time, last_log_step = time.perf_counter(), start
     for step in range(start + 1, length.total_steps + 1):
-        state, metrics = run_step(state)
+        state, metrics, local_batch = run_step(state)
         progress.update()
         if step % config.log_every == 0 or step == length.total_steps:
             metrics = jax.device_get(metrics)  # the only host sync, every log_every
@@ -228,6 +243,8 @@ def _loop(config, length, state, start, run_step, save, manager, writer, stop):
             writer.write(step, metrics)
             progress.set_postfix(loss=f"{metrics['loss']:.4f}")
             _check_bad_steps(int(metrics["consecutive_bad_steps"]), step, config, manager)
+        if config.visualize_every and step % config.visualize_every == 0:
+            show(step, state, local_batch)
         # Multi-process runs learn of a SIGTERM on any host through orbax.
         preempted = manager.reached_preemption(step) or (
             stop.received and jax.process_count() == 1)

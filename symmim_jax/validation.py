@@ -79,6 +79,8 @@ def _check_schedule(config, num_devices: int, num_processes: int):
     for field in ("log_every", "checkpoint_every", "keep_checkpoints",
                   "max_consecutive_bad_steps"):
         _require(config[field] > 0, f"config.{field}={config[field]} must be > 0.")
+    _require(config.visualize_every >= 0,
+             f"config.visualize_every={config.visualize_every} must be >= 0 (0 = never).")
     _require(all(isinstance(s, int) and s > 0 for s in config.debug.nan_at_steps),
              f"config.debug.nan_at_steps={config.debug.nan_at_steps} must hold step "
              "numbers >= 1.")

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+import tensorflow as tf
 
 from configs import demo
 from fake_fashion_mnist import write_fake_set
@@ -33,6 +34,7 @@ def small_config(fake_source, data_dir):
     config.log_every = 2
     config.checkpoint_every = 2
     config.keep_checkpoints = 2
+    config.visualize_every = 4
     return config
 
 
@@ -108,8 +110,14 @@ def test_resumed_run_equals_uninterrupted_run(config, tmp_path, capsys, monkeypa
                     jax.tree.leaves(saved_params(resumed, 10))):
         np.testing.assert_array_equal(a, b)
     assert metric_lines(straight)[-1]["loss"] == metric_lines(resumed)[-1]["loss"]
-    assert any(name.startswith("events.out.tfevents") for name in
-               os.listdir(os.path.join(resumed, "tensorboard")))
+    tags = {}
+    for name in os.listdir(os.path.join(resumed, "tensorboard")):
+        for event in tf.compat.v1.train.summary_iterator(
+                os.path.join(resumed, "tensorboard", name)):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    assert sorted(tags["loss_con"]) == [2, 4, 6, 8, 10]
+    assert sorted(tags["reconstruction"]) == [4, 8]  # config.visualize_every
 
     # A finished run is left alone.
     before = snapshot(resumed)

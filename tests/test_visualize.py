@@ -1,5 +1,4 @@
-"""Figures: pasted-back reconstructions, the CLI views on a tiny real run,
-TensorBoard images."""
+"""Figures: the CLI views on a tiny real run, TensorBoard images."""
 import os
 
 from absl import flags
@@ -11,87 +10,9 @@ import pytest
 import tensorflow as tf
 
 from fake_fashion_mnist import write_fake_set
-from symmim_jax import checkpoint, methods, metrics, patches, pretrain, visualize
+from symmim_jax import checkpoint, methods, metrics, pretrain, reconstruction, visualize
+from test_reconstruction import _images
 import tiny_config
-
-MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)  # uint8 x <-> x / 127.5 - 1
-GAP = 2  # white pixels between the images of reconstruction_grid
-
-
-class FakeMethod:
-    """4 x 4 images of 2 x 2 patches; predicts a constant or the target itself."""
-    patch, grid = 2, (2, 2)
-
-    def __init__(self, prediction, mask=None):
-        self.prediction = prediction  # "target", "norm_target" or a constant
-        if mask is not None:
-            self.masks = lambda key, batch: (jnp.asarray(mask), None)
-
-    def reconstruct(self, params, images, mask):
-        if self.prediction == "target":
-            return patches.patchify(images, self.patch)
-        if self.prediction == "norm_target":
-            return patches.pixel_targets(images, self.patch, norm_pix=True)
-        return jnp.full(mask.shape + (12,), self.prediction, jnp.float32)
-
-
-def _images(batch=2, size=4):
-    return np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), np.uint8)
-
-
-def _columns(grid, batch, size=4):
-    """reconstruction_grid's image -> (original, masked input, reconstruction)."""
-    step = size + GAP
-    return [np.stack([grid[r * step:r * step + size, c * step:c * step + size]
-                      for r in range(batch)]) for c in range(3)]
-
-
-def test_reconstruction_grid_pastes_visible_pixels_back():
-    images = _images()
-    mask = np.array([[True, False, False, True], [False, False, False, True]])
-    grid = visualize.reconstruction_grid(FakeMethod(0.5, mask), None, images,
-                                         jax.random.key(0), MEAN, STD)
-    assert grid.shape == (2 * 4 + GAP, 3 * 4 + 2 * GAP, 3) and grid.dtype == np.uint8
-    assert (grid[4:4 + GAP] == 255).all() and (grid[:, 4:4 + GAP] == 255).all()
-    original, masked, reconstructed = _columns(grid, 2)
-    hidden = np.kron(mask.reshape(2, 2, 2), np.ones((2, 2), bool))[..., None]
-    hidden = np.broadcast_to(hidden, images.shape)
-    np.testing.assert_array_equal(original, images)
-    np.testing.assert_array_equal(masked[~hidden], images[~hidden])
-    np.testing.assert_array_equal(reconstructed[~hidden], images[~hidden])
-    assert (masked[hidden] == visualize.GRAY).all()
-    # A prediction of 0.5 in normalized units is (0.5 * 0.5 + 0.5) * 255 = 191.25.
-    assert (reconstructed[hidden] == 191).all()
-
-
-@pytest.mark.parametrize("prediction, norm_pix", [("target", False),
-                                                  ("norm_target", True)])
-def test_a_perfect_prediction_gives_back_the_image(prediction, norm_pix):
-    images = _images()
-    mask = np.ones((2, 4), bool)
-    _, reconstructed = visualize.masked_and_reconstructed(
-        FakeMethod(prediction), None, images, mask, (0.485, 0.456, 0.406),
-        (0.229, 0.224, 0.225), norm_pix=norm_pix)
-    np.testing.assert_array_equal(reconstructed, images)
-
-
-def test_norm_pix_prediction_zero_shows_each_patch_mean():
-    images = _images(batch=1)
-    _, reconstructed = visualize.masked_and_reconstructed(
-        FakeMethod(0.0), None, images, np.ones((1, 4), bool), MEAN, STD, norm_pix=True)
-    # With mean = std = 0.5 the un-normalized 0 is each patch's mean uint8 value.
-    patch_means = patches.patchify(images.astype(np.float64), 2).mean(-1)  # [1, 4]
-    expected = np.round(np.asarray(patch_means)).reshape(2, 2)
-    expected = expected.repeat(2, axis=0).repeat(2, axis=1)[..., None].repeat(3, axis=-1)
-    np.testing.assert_array_equal(reconstructed[0], expected)
-
-
-def test_without_an_own_mask_the_grid_uses_a_one_patch_checkerboard():
-    grid = visualize.reconstruction_grid(FakeMethod(0.0), None, _images(),
-                                         jax.random.key(1), MEAN, STD)
-    masked = _columns(grid, 2)[1][:, ::2, ::2, 0] == visualize.GRAY  # [B, 2, 2]
-    for board in masked:
-        assert board[0, 0] == board[1, 1] != board[0, 1] == board[1, 0]
 
 
 @pytest.fixture(scope="module")
@@ -122,13 +43,13 @@ def test_reconstruction_panel_of_a_real_method_pastes_visible_patches(tiny_run):
     params, _, _ = checkpoint.load_params(workdir)
     method = methods.build(config, 1)
     images = _images(batch=2, size=16)
-    titles, columns = visualize.reconstruction_panel(
+    titles, columns = reconstruction.reconstruction_panel(
         method, params, images, jax.random.key(0), config.input.mean, config.input.std)
     assert len(titles) == len(columns) == 9
     np.testing.assert_array_equal(columns[0], images)
     hidden_fractions = []
     for masked, reconstructed in zip(columns[1::2], columns[2::2]):
-        visible = (masked != visualize.GRAY).any(-1)  # [B, H, W]
+        visible = (masked != reconstruction.GRAY).any(-1)  # [B, H, W]
         np.testing.assert_array_equal(reconstructed[visible], images[visible])
         hidden_fractions.append(1 - visible.mean())
     # Random: round(0.6 * 4) = 2 of 2 x 2 cells; a 4-patch cell covers the image.
