@@ -1,6 +1,7 @@
 """Image-folder datasets: bad files skipped and reported, index cache, exact resume."""
 import io
 import itertools
+import json
 import os
 
 import ml_collections
@@ -8,8 +9,9 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from symmim_jax import data
+from symmim_jax import data, pretrain
 from symmim_jax.datasets import image_folder
+import tiny_config
 
 RNG = np.random.default_rng(0)
 
@@ -188,3 +190,19 @@ def test_clear_errors(root, manual_dir, split, message):
     config.dataset.manual_dir = manual_dir and str(root / manual_dir)
     with pytest.raises(ValueError, match=message):
         data.num_examples(config.dataset)
+
+
+def test_pretraining_on_a_folder_with_bad_files_completes(root, tmp_path, caplog):
+    config = tiny_config.get_config()
+    config.dataset.name = "image_folder"
+    config.dataset.manual_dir = str(root)
+    config.dataset.data_dir = str(tmp_path / "index")
+    config.batch_size = 8  # 12 good files: one step per epoch
+    config.total_steps = 3
+    config.log_every = 1
+    with caplog.at_level("WARNING"):
+        pretrain.train(config, str(tmp_path / "run"))
+    assert "Skipped 3 bad image files" in caplog.text
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]
+    assert all(np.isfinite(json.loads(line)["loss"]) for line in lines)

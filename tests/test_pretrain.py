@@ -138,6 +138,8 @@ def test_resumed_run_equals_uninterrupted_run(config, tmp_path, capsys, monkeypa
     ("symmim.target_cell_size", 6, "config.symmim.target_cell_size=6"),
     ("dataset.name", "no_such_dataset", "config.dataset.name='no_such_dataset'"),
     ("method", "byol", "config.method='byol'"),
+    ("dataset.split", "nope", "config.dataset.split='nope'"),
+    ("max_consecutive_bad_steps", 0, "config.max_consecutive_bad_steps=0"),
 ])
 def test_failed_start_leaves_the_workdir_untouched(finished_run, tmp_path, field, value,
                                                    message):
@@ -155,6 +157,13 @@ def test_failed_start_leaves_the_workdir_untouched(finished_run, tmp_path, field
     with pytest.raises(validation.ConfigError, match=re.escape(message)):
         pretrain.train(config, workdir)
     assert snapshot(workdir) == before
+
+
+def test_workdir_that_cannot_be_created_is_named(finished_run, tmp_path):
+    config = copy.deepcopy(finished_run[0])
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(validation.ConfigError, match="cannot be created"):
+        pretrain.train(config, str(tmp_path / "a_file" / "run"))
 
 
 def test_imagenet_without_manual_dir_fails_before_writing(tmp_path):
