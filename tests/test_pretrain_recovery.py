@@ -176,7 +176,7 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(
         ("during a checkpoint save", lambda: saving_now(killed), 0.0),
         ("between steps", lambda: newest_step(killed) >= 6, rng.uniform(0.0, 0.5)),
     ]
-    for _, condition, delay in kill_points:
+    for name, condition, delay in kill_points:
         process = launch(config, killed, total, logs)
         try:
             wait_for(lambda: condition() or process.poll() is not None)
@@ -184,6 +184,8 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(
         finally:
             process.send_signal(signal.SIGKILL)
             process.wait()
+        print(f"killed {name}: newest checkpoint {newest_step(killed)}, "
+              f"save in flight: {saving_now(killed)}")
     assert launch(config, killed, total, logs).wait(timeout=600) == 0
     difference = max_abs_difference(params_at(straight, total), params_at(killed, total))
     print(f"max abs difference after 3 kills: {difference}")
