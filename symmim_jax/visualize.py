@@ -31,6 +31,7 @@ from symmim_jax.reconstruction import (RANDOM_CELL, RANDOM_RATIO, SYMMETRIC_CELL
                                        reconstruction_panel)
 
 MAE_RATIO = 0.75  # MAE: random single patches
+BEIT_RATIO = 0.4  # BEiT: blocks of 16 patches and more
 PANEL_INCHES, TITLE_INCHES = 1.0, 0.5  # one image; the column titles above them
 VIEWS = ("reconstruction", "masks", "avgdist")
 
@@ -116,7 +117,8 @@ def _mask_image(mask, grid, scale: int = 8) -> np.ndarray:
 
 
 def masks_figure(out: str, image_size=224, patch=16, seed=0, dpi=100):
-    """The checkerboards (both phases) and the random masks on the patch grid."""
+    """The checkerboards (both phases), the random masks and BEiT's block-wise
+    mask on the patch grid."""
     grid, key = (image_size // patch,) * 2, jax.random.key(seed)
     masks, titles = [], []
     for name, cell in SYMMETRIC_CELLS.items():
@@ -128,6 +130,8 @@ def masks_figure(out: str, image_size=224, patch=16, seed=0, dpi=100):
     titles.append(f"SimMIM random\n{RANDOM_CELL * patch} px, ratio {RANDOM_RATIO}")
     masks.append(masking.random_mask(key, 1, grid, 1, MAE_RATIO)[0])
     titles.append(f"MAE random\n{patch} px, ratio {MAE_RATIO}")
+    masks.append(masking.block_mask(key, 1, grid, BEIT_RATIO)[0])
+    titles.append(f"BEiT block-wise\n{patch} px, ratio {BEIT_RATIO}")
     titles = [f"{title}\n{np.mean(mask):.0%} masked" for title, mask in zip(titles, masks)]
     _draw([[_mask_image(np.asarray(mask), grid) for mask in masks]], titles, out, dpi)
 

@@ -214,3 +214,113 @@ def test_random_mask_keys_and_jit_matches_eager():
 def test_random_mask_rejects_bad_args(cell, ratio):
     with pytest.raises(ValueError):
         masking.random_mask(jax.random.key(0), 2, (4, 4), cell, ratio)
+
+
+# ---------------------------------------------------------------- block-wise
+
+block_mask = jax.jit(masking.block_mask, static_argnums=(1, 2, 3),
+                     static_argnames=("min_block", "aspect", "max_attempts"))
+
+
+def _np_block_mask(uniforms, grid, target, min_block, aspect):
+    """BEiT's MaskingGenerator on given uniforms [attempts, 4] (area, log
+    aspect, top, left), one attempt at a time; bool[N]."""
+    gh, gw = grid
+    log_lo, log_hi = np.log(aspect[0]), np.log(aspect[1])
+    mask = np.zeros((gh, gw), bool)
+    for u_area, u_aspect, u_top, u_left in np.asarray(uniforms, np.float64):
+        remaining = target - mask.sum()
+        area = min_block + (remaining - min_block) * u_area
+        ratio = np.exp(log_lo + (log_hi - log_lo) * u_aspect)
+        h = int(round(np.sqrt(area * ratio)))
+        w = int(round(np.sqrt(area / ratio)))
+        if h >= gh or w >= gw:
+            continue
+        top = min(int(u_top * (gh - h + 1)), gh - h)
+        left = min(int(u_left * (gw - w + 1)), gw - w)
+        window = mask[top:top + h, left:left + w]
+        if (~window).sum() <= remaining:
+            window[:] = True
+    return mask.reshape(-1)
+
+
+@pytest.mark.parametrize("grid,target,min_block,aspect", [
+    ((14, 14), 78, 16, (0.3, 1 / 0.3)), ((14, 14), 75, 16, (0.3, 1 / 0.3)),
+    ((6, 9), 20, 4, (0.5, 3.0)), ((5, 5), 25, 1, (1.0, 1.0))])
+def test_block_mask_matches_numpy(grid, target, min_block, aspect):
+    uniforms = jax.random.uniform(jax.random.key(15), (16, 40, 4))
+    one = jax.jit(jax.vmap(masking._block_mask_one,
+                           in_axes=(0, None, None, None, None)),
+                  static_argnums=(1, 2, 3, 4))
+    mask = np.asarray(one(uniforms, grid, target, min_block, aspect))
+    assert mask.shape == (16, *grid)
+    for b in range(16):
+        np.testing.assert_array_equal(
+            mask[b].reshape(-1),
+            _np_block_mask(uniforms[b], grid, target, min_block, aspect))
+
+
+def test_block_mask_count_reaches_the_target_never_more():
+    # BEiT at 224 px, ViT/16: round(0.4 * 196) = 78 patches.
+    mask = np.asarray(block_mask(jax.random.key(16), 256, (14, 14), 0.4))
+    assert mask.dtype == bool and mask.shape == (256, 196)
+    counts = mask.sum(1)
+    assert counts.max() == 78
+    assert (counts == 78).mean() > 0.97
+    assert counts.min() >= 75
+    # Too few attempts stop short, still never above the target.
+    counts = np.asarray(block_mask(jax.random.key(16), 256, (14, 14), 0.4,
+                                   max_attempts=3)).sum(1)
+    assert counts.max() <= 78 and (counts < 78).mean() > 0.5
+
+
+def test_block_mask_is_made_of_blocks():
+    mask = np.asarray(block_mask(jax.random.key(17), 64, (14, 14), 0.4))
+    mask = mask.reshape(64, 14, 14)
+    padded = np.pad(mask, ((0, 0), (1, 1), (1, 1)))
+    neighbour = (padded[:, :-2, 1:-1] | padded[:, 2:, 1:-1]
+                 | padded[:, 1:-1, :-2] | padded[:, 1:-1, 2:])
+    # Blocks of >= 16 patches: almost every masked patch has a masked
+    # 4-neighbour (about 0.3 of them at random, as a random_mask would).
+    assert (neighbour & mask).sum() / mask.sum() > 0.98
+    # Blocks are smaller than the grid and land anywhere: each row and
+    # column of the grid is masked in some image and visible in others.
+    assert mask.any(0).all() and not mask.all(0).any()
+
+
+def test_block_mask_extreme_ratios_and_aspect():
+    none = block_mask(jax.random.key(18), 4, (14, 14), 0.0)
+    assert not np.asarray(none).any()
+    # Target = min_block = 16 and square blocks: the first block is a 4 x 4
+    # square that fills the budget, at a random position.
+    mask = np.asarray(block_mask(jax.random.key(18), 32, (8, 8), 0.25,
+                                 aspect=(1.0, 1.0)))
+    corners = set()
+    for row in mask.reshape(32, 8, 8):
+        rows, cols = np.nonzero(row)
+        assert len(rows) == 16 and np.ptp(rows) == np.ptp(cols) == 3
+        corners.add((rows.min(), cols.min()))
+    assert len(corners) > 10
+
+
+def test_block_mask_keys_and_jit_matches_eager():
+    key = jax.random.key(19)
+    a = block_mask(key, 8, (6, 6), 0.5, min_block=4)
+    np.testing.assert_array_equal(a, block_mask(key, 8, (6, 6), 0.5,
+                                                min_block=4))
+    b = np.asarray(block_mask(jax.random.key(20), 8, (6, 6), 0.5,
+                              min_block=4))
+    assert (np.asarray(a) != b).any()
+    assert len({row.tobytes() for row in np.asarray(a)}) > 1
+    np.testing.assert_array_equal(
+        a, masking.block_mask(key, 8, (6, 6), 0.5, min_block=4))
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(batch_size=0), dict(grid=(0, 4)), dict(ratio=-0.1), dict(ratio=1.5),
+    dict(min_block=0), dict(aspect=(0.0, 2.0)), dict(aspect=(2.0, 0.5)),
+    dict(max_attempts=0)])
+def test_block_mask_rejects_bad_args(kwargs):
+    args = dict(batch_size=2, grid=(4, 4), ratio=0.5) | kwargs
+    with pytest.raises(ValueError):
+        masking.block_mask(jax.random.key(0), **args)

@@ -103,8 +103,8 @@ def test_masks_and_avgdist_views(parsed_flags, tmp_path, capsys):
     masks = str(tmp_path / "masks.png")
     visualize.main(parsed_flags("masks", f"--out={masks}", "--image_size=32",
                                 "--patch_size=4", "--dpi=20"))
-    # 8 masks in a row: 3 checkerboards x 2 phases, SimMIM and MAE.
-    assert _png_shape(masks) == (30, 160)
+    # 9 masks in a row: 3 checkerboards x 2 phases, SimMIM, MAE and BEiT.
+    assert _png_shape(masks) == (30, 180)
     assert capsys.readouterr().out == f"Wrote {masks}\n"
 
     flags.FLAGS.unparse_flags()
