@@ -1,0 +1,308 @@
+r"""Export to PyTorch: a timm `VisionTransformer` state dict from a checkpoint.
+
+python -m symmim_jax.export --checkpoint=workdirs/demo --out=demo.safetensors \
+    [--step=N] [--timm-name=vit_tiny_patch16_224] [--what=encoder|classifier] [--verify]
+
+`encoder` exports the online encoder of a pretraining checkpoint (the
+`mask_token` has no timm slot and is left out; the fixed sin-cos position
+embedding is written with its zero [CLS] slot). `classifier` exports a
+fine-tuning checkpoint whose params are {'encoder', 'fc_norm', 'head'}: the
+encoder without its final norm, mean-pooled patch tokens, `fc_norm`, `head`,
+i.e. timm's `global_pool='avg'`. The model size and patch size come from the
+parameter shapes, the image size from `--timm-name` or the run's config.
+
+This side is a pure mapping of numpy arrays (names, HWIO->OIHW and in->out
+transposes, fused qkv) and writes .safetensors without torch. Writing .pth and
+`--verify` (timm's outputs against this model's on random images) need the
+optional extra `requirements-export.txt`; that side is `export_torch.py`.
+"""
+import argparse
+import dataclasses
+import math
+import os
+import re
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # orbax imports TensorFlow
+
+from absl import logging
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+from symmim_jax import checkpoint
+from symmim_jax.models import vit
+
+WHAT = ("encoder", "classifier")
+TOLERANCE = 1e-4  # max abs difference of --verify, float32
+TIMM_NAME = re.compile(r"vit_(tiny|small|base|large)_patch(\d+)_(\d+)(\.\w+)?")
+TIMM_SIZES = {"tiny": "Ti", "small": "S", "base": "B", "large": "L"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    width: int
+    depth: int
+    num_heads: int
+    patch_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TimmModel:
+    """`timm.create_model(name, **kwargs)`: the model the state dict loads into."""
+    name: str
+    kwargs: dict
+    image_size: int
+
+    def create_call(self) -> str:
+        args = "".join(f", {key}={value!r}" for key, value in self.kwargs.items())
+        return f"timm.create_model({self.name!r}{args})"
+
+
+def architecture(encoder: dict) -> Architecture:
+    """Width, depth, heads and patch size from the encoder's parameter shapes."""
+    patch, _, _, width = encoder["patch_embed"]["kernel"].shape  # HWIO
+    depth = sum(1 for name in encoder if name.startswith("blocks_"))
+    num_heads = encoder["blocks_0"]["attn"]["qkv"]["kernel"].shape[2]  # [D, 3, H, hd]
+    return Architecture(width, depth, num_heads, patch)
+
+
+def timm_model(arch: Architecture, image_size: int | None, *, num_classes: int,
+               mean_pool: bool, timm_name: str | None = None) -> TimmModel:
+    """`timm_name` (checked against `arch`) at its own image size, or else the timm
+    size of the same width at `image_size`, with keyword arguments for what differs
+    from that name's defaults (a width timm does not name gets them all)."""
+    if timm_name is None:
+        by_width = {vit.SIZES[size][0]: name for name, size in TIMM_SIZES.items()}
+        name = f"vit_{by_width.get(arch.width, 'tiny')}_patch16_224"
+    else:
+        name = timm_name
+    match = TIMM_NAME.fullmatch(name)
+    if match is None:
+        raise ValueError(
+            f"--timm-name={name} is not a timm ViT this export maps to: use "
+            "vit_{tiny,small,base,large}_patch{P}_{IMAGE_SIZE}[.TAG], e.g. "
+            "vit_base_patch16_224.")
+    width, depth, num_heads = vit.SIZES[TIMM_SIZES[match[1]]]
+    defaults = dict(img_size=int(match[3]), patch_size=int(match[2]), embed_dim=width,
+                    depth=depth, num_heads=num_heads)
+    wanted = dict(img_size=image_size, patch_size=arch.patch_size, embed_dim=arch.width,
+                  depth=arch.depth, num_heads=arch.num_heads)
+    if timm_name is not None:
+        # The position embedding is a fixed sin-cos: any grid is exact.
+        wanted["img_size"] = defaults["img_size"]
+        if wanted != defaults:
+            raise ValueError(
+                f"--timm-name={timm_name} is ViT-{TIMM_SIZES[match[1]]}/"
+                f"{defaults['patch_size']} (width {width}, depth {depth}, {num_heads} "
+                f"heads) but the checkpoint holds width {arch.width}, depth "
+                f"{arch.depth}, {arch.num_heads} heads, patch {arch.patch_size}: leave "
+                "--timm-name out to get the matching call.")
+    elif image_size is None:
+        raise ValueError("the checkpoint's record has no config.input.image_size: name "
+                         "the image size with --timm-name, e.g. vit_base_patch16_224.")
+    if wanted["img_size"] % arch.patch_size:
+        raise ValueError(f"image size {wanted['img_size']} is not a multiple of the "
+                         f"patch size {arch.patch_size}.")
+    kwargs = {key: value for key, value in wanted.items() if value != defaults[key]}
+    kwargs["num_classes"] = num_classes
+    if mean_pool:
+        kwargs["global_pool"] = "avg"
+    return TimmModel(name, kwargs, wanted["img_size"])
+
+
+def _linear(dense: dict, in_dims: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Flax (Dense)General kernel [in..., out...] -> torch Linear weight [out, in]."""
+    kernel = dense["kernel"]
+    fan_in = math.prod(kernel.shape[:in_dims])
+    return kernel.reshape(fan_in, -1).T, dense["bias"].reshape(-1)
+
+
+def _with_prefix(prefix: str, weight_and_bias) -> dict:
+    weight, bias = weight_and_bias
+    return {f"{prefix}.weight": weight, f"{prefix}.bias": bias}
+
+
+def _norm(layer_norm: dict) -> tuple[np.ndarray, np.ndarray]:
+    return layer_norm["scale"], layer_norm["bias"]
+
+
+def encoder_state_dict(encoder: dict, image_size: int) -> dict[str, np.ndarray]:
+    """timm names and layouts of the encoder's parameters; `mask_token` is dropped."""
+    arch = architecture(encoder)
+    expected = {"patch_embed", "cls_token", "mask_token", "norm",
+                *(f"blocks_{i}" for i in range(arch.depth))}
+    if set(encoder) - expected:
+        raise ValueError(f"the encoder holds parameters timm has no slot for: "
+                         f"{sorted(set(encoder) - expected)}")
+    grid = image_size // arch.patch_size
+    pos = vit.sincos_pos_embed_2d((grid, grid), arch.width)  # [N, D]
+    pos = np.concatenate([np.zeros((1, arch.width), np.float32), pos])[None]  # [1, 1 + N, D]
+    patch = encoder["patch_embed"]
+    state = {"cls_token": encoder["cls_token"], "pos_embed": pos,
+             "patch_embed.proj.weight": patch["kernel"].transpose(3, 2, 0, 1),  # OIHW
+             "patch_embed.proj.bias": patch["bias"]}
+    for i in range(arch.depth):
+        block, prefix = encoder[f"blocks_{i}"], f"blocks.{i}"
+        state.update(
+            **_with_prefix(f"{prefix}.norm1", _norm(block["norm1"])),
+            # [D, 3, H, hd] -> [3 * H * hd, D]: timm splits qkv as (3, H, hd) too.
+            **_with_prefix(f"{prefix}.attn.qkv", _linear(block["attn"]["qkv"])),
+            **_with_prefix(f"{prefix}.attn.proj", _linear(block["attn"]["proj"], 2)),
+            **_with_prefix(f"{prefix}.norm2", _norm(block["norm2"])),
+            **_with_prefix(f"{prefix}.mlp.fc1", _linear(block["mlp"]["fc1"])),
+            **_with_prefix(f"{prefix}.mlp.fc2", _linear(block["mlp"]["fc2"])))
+    if "norm" in encoder:
+        state.update(_with_prefix("norm", _norm(encoder["norm"])))
+    return state
+
+
+def state_dict(params: dict, what: str, image_size: int) -> dict[str, np.ndarray]:
+    """The whole timm state dict (float32, C-contiguous) of `what`."""
+    state = encoder_state_dict(params["encoder"], image_size)
+    if "fc_norm" in params:
+        state.update(_with_prefix("fc_norm", _norm(params["fc_norm"])))
+    if what == "classifier":
+        state.update(_with_prefix("head", _linear(params["head"])))
+    return {name: np.ascontiguousarray(value, np.float32) for name, value in state.items()}
+
+
+def exported_params(params: dict, what: str) -> dict:
+    """The part of a checkpoint's params that `what` exports; says when the
+    checkpoint is of another kind."""
+    if "encoder" not in params:
+        raise ValueError(f"the checkpoint's params hold {sorted(params)} and no 'encoder': "
+                         "not a symmim_jax pretraining or fine-tuning checkpoint.")
+    finetuned = "fc_norm" in params and "head" in params
+    if what == "classifier" and not finetuned:
+        raise ValueError("--what=classifier needs a fine-tuning checkpoint (params "
+                         "'encoder', 'fc_norm', 'head'); this one has no classifier: "
+                         "export its encoder with --what=encoder.")
+    if finetuned and "norm" in params["encoder"]:
+        raise ValueError("the fine-tuned encoder keeps its final norm besides fc_norm; "
+                         "timm has one or the other (global_pool='avg' drops norm).")
+    names = {"encoder": ("encoder", "fc_norm") if finetuned else ("encoder",),
+             "classifier": ("encoder", "fc_norm", "head")}[what]
+    return {name: params[name] for name in names}
+
+
+def load(workdir: str, step: int | None, what: str, timm_name: str | None = None):
+    """-> (exported params, TimmModel, step) of a run's checkpoint."""
+    params, record, step = checkpoint.load_params(workdir, step)
+    params = exported_params(params, what)
+    image_size = record.get("config", {}).get("input", {}).get("image_size")
+    model = timm_model(architecture(params["encoder"]), image_size,
+                       num_classes=params["head"]["bias"].shape[0] if "head" in params else 0,
+                       mean_pool="fc_norm" in params, timm_name=timm_name)
+    return params, model, step
+
+
+def jax_outputs(params: dict, images: np.ndarray) -> dict[str, np.ndarray]:
+    """This code's outputs for images [B, H, W, 3], as timm names them: features
+    (forward_features), pooled (forward_head(pre_logits=True)), logits."""
+    encoder = params["encoder"]
+    arch = architecture(encoder)
+    model = vit.VisionTransformer(arch.width, arch.depth, arch.num_heads, arch.patch_size)
+    if "norm" in encoder:
+        tokens = model.apply({"params": encoder}, images)  # [B, 1 + N, D]
+        pooled = tokens[:, 0]
+    else:
+        # A fine-tuned encoder has no final norm: its last block's output is read
+        # before the norm, whose placeholder parameters never reach it.
+        last = f"blocks_{arch.depth - 1}"
+        placeholder = {"scale": np.ones(arch.width, np.float32),
+                       "bias": np.zeros(arch.width, np.float32)}
+        _, state = model.apply({"params": dict(encoder, norm=placeholder)}, images,
+                               capture_intermediates=lambda module, _: module.name == last,
+                               mutable=["intermediates"])
+        tokens = state["intermediates"][last]["__call__"][0]  # [B, 1 + N, D]
+        pooled = nn.LayerNorm(vit.LAYER_NORM_EPS).apply(
+            {"params": params["fc_norm"]}, tokens[:, 1:].mean(axis=1))  # [B, D]
+    outputs = {"features": tokens, "pooled": pooled}
+    if "head" in params:
+        outputs["logits"] = nn.Dense(params["head"]["bias"].shape[0]).apply(
+            {"params": params["head"]}, pooled)
+    return {name: np.asarray(value, np.float32) for name, value in outputs.items()}
+
+
+def usage(model: TimmModel, path: str) -> str:
+    """The Python lines that build `model` in timm and load the file strictly."""
+    if path.endswith(".pth"):
+        imports, weights = "import timm, torch", f"torch.load({path!r}, weights_only=True)"
+    else:
+        imports, weights = ("import safetensors.torch, timm",
+                            f"safetensors.torch.load_file({path!r})")
+    return (f"{imports}\nmodel = {model.create_call()}\n"
+            f"model.load_state_dict({weights}, strict=True)")
+
+
+def write(state: dict[str, np.ndarray], path: str):
+    if path.endswith(".pth"):
+        from symmim_jax import export_torch  # torch only where a .pth is asked for
+        export_torch.save_pth(state, path)
+    else:
+        from safetensors.numpy import save_file  # the optional extra, numpy side
+        save_file(state, path)
+
+
+def verify(params: dict, model: TimmModel, path: str, *, batch: int = 2,
+           seed: int = 0) -> dict[str, float]:
+    """Max abs difference per output between this code and timm loading `path`
+    (by the printed lines) on random normal images."""
+    from symmim_jax import export_torch  # torch only when asked
+    size = model.image_size
+    images = np.random.default_rng(seed).normal(size=(batch, size, size, 3))
+    images = images.astype(np.float32)
+    expected = jax_outputs(params, images)
+    got = export_torch.timm_outputs(usage(model, path), images)
+    return {name: float(np.abs(expected[name] - got[name]).max()) for name in expected}
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m symmim_jax.export",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="the run's workdir")
+    parser.add_argument("--step", type=int, help="checkpoint step (default latest)")
+    parser.add_argument("--out", required=True, help="FILE.safetensors or FILE.pth")
+    parser.add_argument("--timm-name", help="timm model name, e.g. vit_base_patch16_224 "
+                        "(default: from the checkpoint's shapes and config)")
+    parser.add_argument("--what", choices=WHAT, default="encoder")
+    parser.add_argument("--verify", action="store_true",
+                        help=f"compare with timm on random images (max abs {TOLERANCE})")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.set_verbosity(logging.ERROR)  # orbax warns about read-only managers
+    if not args.out.endswith((".safetensors", ".pth")):
+        sys.exit(f"--out={args.out} must end in .safetensors or .pth.")
+    try:
+        params, model, step = load(args.checkpoint, args.step, args.what, args.timm_name)
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(str(err))
+    state = state_dict(params, args.what, model.image_size)
+    try:
+        write(state, args.out)
+    except ImportError as err:
+        sys.exit(f"{err}: install the export extra, pip install -r requirements-export.txt")
+    print(f"Wrote the {args.what} of step {step} ({len(state)} tensors) to {args.out}. "
+          f"In PyTorch:\n\n{usage(model, args.out)}\n")
+    if args.verify:
+        try:
+            differences = verify(params, model, args.out)
+        except ImportError as err:
+            sys.exit(f"{err}: --verify needs the export extra, "
+                     "pip install -r requirements-export.txt")
+        except RuntimeError as err:  # timm: unknown model, or a strict-load mismatch
+            sys.exit(f"--verify: timm cannot load {args.out}: "
+                     f"{' '.join(str(err).split())[:300]}")
+        worst = max(differences.values())
+        print("--verify: max abs difference JAX vs timm (float32): " + ", ".join(
+            f"{name} {value:.2e}" for name, value in differences.items()))
+        if not worst <= TOLERANCE:
+            sys.exit(f"--verify failed: max abs difference {worst:.2e} > {TOLERANCE}.")
+
+
+if __name__ == "__main__":
+    main()
