@@ -19,11 +19,16 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
+# The export extra (torch, timm: ~5.5 GB), for tests/test_export.py only.
+$(VENV)/.installed-export: $(VENV)/.installed requirements-export.txt
+	$(PY) -m pip install --quiet -r requirements-export.txt -c requirements.txt
+	touch $@
+
 $(FASHION_MNIST):
 	$(SUDO) apt-get install -y dataset-fashion-mnist || \
 	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist)
 
-test: setup
+test: setup $(VENV)/.installed-export
 	$(PY) -m pytest -q tests
 
 demo: setup

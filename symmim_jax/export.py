@@ -27,7 +27,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # orbax imports TensorFlow
 
 from absl import logging
 import flax.linen as nn
-import jax.numpy as jnp
 import numpy as np
 
 from symmim_jax import checkpoint
