@@ -18,6 +18,7 @@ optional extra `requirements-export.txt`; that side is `export_torch.py`.
 """
 import argparse
 import dataclasses
+import json
 import math
 import os
 import re
@@ -98,8 +99,9 @@ def timm_model(arch: Architecture, image_size: int | None, *, num_classes: int,
                 f"{arch.depth}, {arch.num_heads} heads, patch {arch.patch_size}: leave "
                 "--timm-name out to get the matching call.")
     elif image_size is None:
-        raise ValueError("the checkpoint's record has no config.input.image_size: name "
-                         "the image size with --timm-name, e.g. vit_base_patch16_224.")
+        raise ValueError("neither the checkpoint's record nor a config.json beside it "
+                         "holds config.input.image_size: name the image size with "
+                         "--timm-name, e.g. vit_base_patch16_224.")
     if wanted["img_size"] % arch.patch_size:
         raise ValueError(f"image size {wanted['img_size']} is not a multiple of the "
                          f"patch size {arch.patch_size}.")
@@ -185,11 +187,25 @@ def exported_params(params: dict, what: str) -> dict:
     return {name: params[name] for name in names}
 
 
+def _saved_image_size(workdir: str, record: dict) -> int | None:
+    """config.input.image_size of the checkpoint's record, else of the run's
+    config.json (a fine-tuning run's WORKDIR/best/ has it one folder up)."""
+    configs = [record.get("config")]
+    for folder in (workdir, os.path.dirname(os.path.abspath(workdir))):
+        path = os.path.join(folder, "config.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                configs.append(json.load(f))
+    sizes = [config["input"]["image_size"] for config in configs
+             if config and "image_size" in config.get("input", {})]
+    return sizes[0] if sizes else None
+
+
 def load(workdir: str, step: int | None, what: str, timm_name: str | None = None):
     """-> (exported params, TimmModel, step) of a run's checkpoint."""
     params, record, step = checkpoint.load_params(workdir, step)
     params = exported_params(params, what)
-    image_size = record.get("config", {}).get("input", {}).get("image_size")
+    image_size = _saved_image_size(workdir, record)
     model = timm_model(architecture(params["encoder"]), image_size,
                        num_classes=params["head"]["bias"].shape[0] if "head" in params else 0,
                        mean_pool="fc_norm" in params, timm_name=timm_name)

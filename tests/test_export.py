@@ -1,4 +1,6 @@
 """Export to timm: strict loads and float32 parity, on Ti/16 and a toy mu/4."""
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -32,12 +34,13 @@ def random_params(variant: str, *, classifier: bool, seed: int = 0):
     return jax.tree_util.tree_map_with_path(draw, params)
 
 
-def save_run(workdir, params, *, step=2, image_size=16):
+def save_run(workdir, params, *, step=2, with_config=True):
     """A checkpoint as pretraining (or fine-tuning) writes it: state['params'] and
-    a record with the config."""
+    a record with the config (none in fine-tuning's best/)."""
     manager = checkpoint.open_manager(str(workdir))
-    record = {"step": step, "config": {"input": {"image_size": image_size},
-                                       "model": {"variant": "mu/4"}}}
+    record = {"step": step}
+    if with_config:
+        record["config"] = {"input": {"image_size": 16}, "model": {"variant": "mu/4"}}
     checkpoint.save(manager, step, {"params": params, "step": np.int32(step)}, record,
                     force=True)
     manager.wait_until_finished()
@@ -168,3 +171,14 @@ def test_other_checkpoints_stop_with_one_line(tmp_path):
     other = save_run(tmp_path / "other", {"dense": {"kernel": np.ones((2, 2), np.float32)}})
     with pytest.raises(SystemExit, match="no 'encoder': not a symmim_jax pretraining"):
         export.main([f"--checkpoint={other}", "--out=m.safetensors"])
+
+
+def test_image_size_from_the_config_json_above_a_best_checkpoint(tmp_path, capsys):
+    best = save_run(tmp_path / "run" / "best", random_params("mu/4", classifier=True),
+                    with_config=False)
+    out = f"--out={tmp_path / 'm.safetensors'}"
+    with pytest.raises(SystemExit, match="name the image size with --timm-name"):
+        export.main([f"--checkpoint={best}", out])
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"input": {"image_size": 8}}))
+    export.main([f"--checkpoint={best}", out, "--what=classifier"])
+    assert "img_size=8, patch_size=4" in capsys.readouterr().out
