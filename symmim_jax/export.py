@@ -35,8 +35,17 @@ from symmim_jax.models import vit
 
 WHAT = ("encoder", "classifier")
 TOLERANCE = 1e-4  # max abs difference of --verify, float32
-TIMM_NAME = re.compile(r"vit_(tiny|small|base|large)_patch(\d+)_(\d+)(\.\w+)?")
 TIMM_SIZES = {"tiny": "Ti", "small": "S", "base": "B", "large": "L"}
+# timm 1.0.29's plain ViTs of these sizes (timm.list_models), optionally with a
+# pretrained tag ('.augreg_in21k'); other names are other architectures.
+TIMM_NAMES = (
+    "vit_tiny_patch16_224", "vit_tiny_patch16_384", "vit_small_patch8_224",
+    "vit_small_patch16_224", "vit_small_patch16_384", "vit_small_patch32_224",
+    "vit_small_patch32_384", "vit_base_patch8_224", "vit_base_patch16_224",
+    "vit_base_patch16_384", "vit_base_patch32_224", "vit_base_patch32_384",
+    "vit_large_patch14_224", "vit_large_patch16_224", "vit_large_patch16_384",
+    "vit_large_patch32_224", "vit_large_patch32_384")
+TIMM_NAME = re.compile(r"vit_(\w+)_patch(\d+)_(\d+)")  # size, patch, image size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,12 +86,11 @@ def timm_model(arch: Architecture, image_size: int | None, *, num_classes: int,
         name = f"vit_{by_width.get(arch.width, 'tiny')}_patch16_224"
     else:
         name = timm_name
-    match = TIMM_NAME.fullmatch(name)
-    if match is None:
-        raise ValueError(
-            f"--timm-name={name} is not a timm ViT this export maps to: use "
-            "vit_{tiny,small,base,large}_patch{P}_{IMAGE_SIZE}[.TAG], e.g. "
-            "vit_base_patch16_224.")
+    if name.partition(".")[0] not in TIMM_NAMES:
+        raise ValueError(f"--timm-name={name} is not a timm ViT this export maps to: "
+                         f"use one of {', '.join(TIMM_NAMES)} (optionally with a "
+                         "'.TAG'), or leave it out.")
+    match = TIMM_NAME.match(name)
     width, depth, num_heads = vit.SIZES[TIMM_SIZES[match[1]]]
     defaults = dict(img_size=int(match[3]), patch_size=int(match[2]), embed_dim=width,
                     depth=depth, num_heads=num_heads)

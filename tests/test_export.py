@@ -109,6 +109,16 @@ def test_timm_loads_strictly_and_matches(variant, image_size, what, classifier, 
         assert set(model.kwargs) <= {"num_classes", "global_pool"}
 
 
+def test_a_named_timm_model_sets_the_image_size():
+    arch = export.architecture(random_params("Ti/16", classifier=False)["encoder"])
+    model = export.timm_model(arch, 224, num_classes=0, mean_pool=False,
+                              timm_name="vit_tiny_patch16_384.augreg_in21k_ft_in1k")
+    assert (model.image_size, model.kwargs) == (384, {"num_classes": 0})
+    with pytest.raises(ValueError, match="is ViT-S/16 .* but the checkpoint holds width"):
+        export.timm_model(arch, 224, num_classes=0, mean_pool=False,
+                          timm_name="vit_small_patch16_224")
+
+
 def test_cli_exports_a_pretraining_checkpoint_and_verifies(pretraining_run, tmp_path,
                                                            capsys):
     pytest.importorskip("timm")
@@ -152,6 +162,7 @@ def test_cli_verify_fails_on_wrong_weights(pretraining_run, tmp_path, monkeypatc
     (["--what=classifier"], "--what=classifier needs a fine-tuning checkpoint"),
     (["--step=7"], "no checkpoint of step 7 in"),
     (["--timm-name=resnet50"], "--timm-name=resnet50 is not a timm ViT"),
+    (["--timm-name=vit_tiny_patch4_16"], "--timm-name=vit_tiny_patch4_16 is not a timm"),
     (["--timm-name=vit_base_patch16_224"], "is ViT-B/16 (width 768, depth 12, 12 heads) "
                                            "but the checkpoint holds width 32"),
     (["--out=model.onnx"], "--out=model.onnx must end in .safetensors or .pth."),
