@@ -166,14 +166,14 @@ def encoder_state_dict(encoder: dict, image_size: int) -> dict[str, np.ndarray]:
     return state
 
 
-def state_dict(params: dict, what: str, image_size: int) -> dict[str, np.ndarray]:
-    """The whole timm state dict (float32, C-contiguous) of `what`."""
+def state_dict(params: dict, image_size: int) -> dict[str, np.ndarray]:
+    """The whole timm state dict of `exported_params` (views where it can)."""
     state = encoder_state_dict(params["encoder"], image_size)
     if "fc_norm" in params:
         state.update(_with_prefix("fc_norm", _norm(params["fc_norm"])))
-    if what == "classifier":
+    if "head" in params:
         state.update(_with_prefix("head", _linear(params["head"])))
-    return {name: np.ascontiguousarray(value, np.float32) for name, value in state.items()}
+    return state
 
 
 def exported_params(params: dict, what: str) -> dict:
@@ -260,6 +260,7 @@ def usage(model: TimmModel, path: str) -> str:
 
 
 def write(state: dict[str, np.ndarray], path: str):
+    state = {name: np.ascontiguousarray(value, np.float32) for name, value in state.items()}
     if path.endswith(".pth"):
         from symmim_jax import export_torch  # torch only where a .pth is asked for
         export_torch.save_pth(state, path)
@@ -304,7 +305,7 @@ def main(argv=None):
         params, model, step = load(args.checkpoint, args.step, args.what, args.timm_name)
     except (FileNotFoundError, ValueError) as err:
         sys.exit(str(err))
-    state = state_dict(params, args.what, model.image_size)
+    state = state_dict(params, model.image_size)
     try:
         write(state, args.out)
     except ImportError as err:

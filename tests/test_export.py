@@ -1,4 +1,4 @@
-"""Export to timm: strict loads and float32 parity, on Ti/16 and a toy mu/4."""
+"""Export to timm: strict loads and float32 parity (Ti/16, toy mu/4), S/B/L shapes."""
 import json
 
 import jax
@@ -11,27 +11,32 @@ from symmim_jax.models import vit
 NUM_CLASSES = 5
 
 
-def random_params(variant: str, *, classifier: bool, seed: int = 0):
-    """Encoder (+ fc_norm and head, as fine-tuning saves them) with random
-    leaves, so that zero biases and unit norms cannot hide a wrong layout."""
+def param_shapes(variant: str, *, classifier: bool) -> dict:
+    """ShapeDtypeStructs of the encoder (+ fc_norm and head, as fine-tuning saves
+    them), without compiling an init; they do not depend on the image size."""
     size = vit.decode_variant(variant)
     model = vit.VisionTransformer(size.width, size.depth, size.num_heads, size.patch_size)
-    # Shapes only (no init compile); they do not depend on the image size.
     patch = jax.ShapeDtypeStruct((1, size.patch_size, size.patch_size, 3), np.float32)
-    params = {"encoder": jax.eval_shape(model.init, jax.random.key(0), patch)["params"]}
+    shapes = {"encoder": jax.eval_shape(model.init, jax.random.key(0), patch)["params"]}
     if classifier:
-        del params["encoder"]["norm"]  # fc_norm replaces it (timm global_pool='avg')
-        params["fc_norm"] = {"scale": patch.update(shape=(size.width,)),
-                             "bias": patch.update(shape=(size.width,))}
-        params["head"] = {"kernel": patch.update(shape=(size.width, NUM_CLASSES)),
-                          "bias": patch.update(shape=(NUM_CLASSES,))}
+        del shapes["encoder"]["norm"]  # fc_norm replaces it (timm global_pool='avg')
+        vector, matrix = (patch.update(shape=(size.width,)),
+                          patch.update(shape=(size.width, NUM_CLASSES)))
+        shapes["fc_norm"] = {"scale": vector, "bias": vector}
+        shapes["head"] = {"kernel": matrix, "bias": patch.update(shape=(NUM_CLASSES,))}
+    return shapes
+
+
+def random_params(variant: str, *, classifier: bool, seed: int = 0) -> dict:
+    """Random leaves, so that zero biases and unit norms cannot hide a wrong layout."""
     rng = np.random.default_rng(seed)
 
     def draw(path, leaf):
         noise = 0.05 * rng.normal(size=leaf.shape)
         return (noise + (path[-1].key == "scale")).astype(np.float32)
 
-    return jax.tree_util.tree_map_with_path(draw, params)
+    return jax.tree_util.tree_map_with_path(
+        draw, param_shapes(variant, classifier=classifier))
 
 
 def save_run(workdir, params, *, step=2, with_config=True):
@@ -65,7 +70,7 @@ def finetuning_run(tmp_path_factory):
 def test_state_dict_layout_against_numpy():
     """The mapping on its own: fused qkv, proj, patch kernel and the [CLS] slot."""
     params = random_params("mu/4", classifier=True)
-    state = export.state_dict(params, "classifier", 16)
+    state = export.state_dict(params, 16)
     block = params["encoder"]["blocks_1"]["attn"]
     x = np.random.default_rng(0).normal(size=(3, 32)).astype(np.float32)
     qkv = np.einsum("td,dshk->tshk", x, block["qkv"]["kernel"]) + block["qkv"]["bias"]
@@ -84,6 +89,24 @@ def test_state_dict_layout_against_numpy():
     assert state["head.weight"].shape == (NUM_CLASSES, 32)
 
 
+@pytest.mark.parametrize("variant", ["S/16", "B/16", "L/16"])
+def test_every_preset_maps_onto_its_timm_model(variant):
+    """Names and shapes against timm's own model (on the meta device: no memory)."""
+    torch = pytest.importorskip("torch")
+    timm = pytest.importorskip("timm")
+    shapes = param_shapes(variant, classifier=True)
+    # Zero-stride arrays: the mapping's views and reshapes allocate nothing.
+    params = jax.tree.map(lambda leaf: np.broadcast_to(np.float32(0), leaf.shape), shapes)
+    model = export.timm_model(export.architecture(params["encoder"]), 224,
+                              num_classes=NUM_CLASSES, mean_pool=True)
+    assert model.kwargs == {"num_classes": NUM_CLASSES, "global_pool": "avg"}
+    with torch.device("meta"):
+        expected = timm.create_model(model.name, **model.kwargs).state_dict()
+    mapped = export.state_dict(params, 224)
+    assert ({name: value.shape for name, value in mapped.items()}
+            == {name: tuple(value.shape) for name, value in expected.items()})
+
+
 @pytest.mark.parametrize("variant, image_size, what, classifier, suffix", [
     ("Ti/16", 224, "encoder", False, ".safetensors"),
     ("Ti/16", 224, "classifier", True, ".pth"),
@@ -99,7 +122,7 @@ def test_timm_loads_strictly_and_matches(variant, image_size, what, classifier, 
                               num_classes=NUM_CLASSES if what == "classifier" else 0,
                               mean_pool=classifier)
     path = str(tmp_path / f"model{suffix}")
-    export.write(export.state_dict(params, what, image_size), path)
+    export.write(export.state_dict(params, image_size), path)
     differences = export.verify(params, model, path)
     assert set(differences) == {"features", "pooled"} | ({"logits"} if what == "classifier"
                                                          else set())
