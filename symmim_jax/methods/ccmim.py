@@ -32,9 +32,9 @@ def cls_infonce(visible, masked, temperature: float):
     (teacher, gradient stopped here). The positive of visible i is masked i;
     its negatives are the other visible j and the other masked j (SimCLR eq. 2
     with the visible [CLS] as anchor)."""
-    v = visible / jnp.linalg.norm(visible, axis=-1, keepdims=True).clip(1e-6)
-    m = jax.lax.stop_gradient(masked)
-    m = m / jnp.linalg.norm(m, axis=-1, keepdims=True).clip(1e-6)
+    unit = lambda x: x / jnp.linalg.norm(x, axis=-1, keepdims=True).clip(1e-6)
+    v = unit(visible.astype(jnp.float32))  # [B, C], float32 whatever the compute dtype
+    m = unit(jax.lax.stop_gradient(masked).astype(jnp.float32))
     batch = v.shape[0]
     precision = jax.lax.Precision.HIGHEST
     self_logits = jnp.where(jnp.eye(batch, dtype=bool), -jnp.inf,
