@@ -10,7 +10,6 @@ from symmim_jax import methods, sharding
 import tiny_config
 
 
-
 def _method(name):
     config = tiny_config.get_config()
     config.method = name
