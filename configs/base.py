@@ -71,6 +71,38 @@ def get_config():
         momentum_base=0.996,
         momentum_schedule="cosine",    # 'cosine' (base -> 1) or 'constant'
     ))
+    # The baselines (METHOD §6); their ViT-B/16 presets set the rest of each recipe.
+    config.simmim = ml_collections.ConfigDict(dict(
+        mask_cell_size=32,             # pixels; random cells
+        mask_ratio=0.6,                # of the cells
+        norm_pix_target=False,
+    ))
+    config.mae = ml_collections.ConfigDict(dict(
+        mask_ratio=0.75,               # of the patches; the encoder sees the rest
+        norm_pix_target=True,
+        decoder_width=512,
+        decoder_depth=8,
+        decoder_heads=16,
+    ))
+    config.ccmim = ml_collections.ConfigDict(dict(
+        mask_ratio=0.75,               # importance-sampled patches (MAE's ratio)
+        norm_pix_target=True,
+        decoder_width=512,
+        decoder_depth=2,               # ccMIM §4.1: "two-layer MHSA blocks"
+        decoder_heads=16,
+        projector_hidden_dim=4096,     # two-layer MLP on the [CLS] tokens
+        projector_out_dim=256,
+        temperature=0.2,               # not in the paper; MoCo v3's value for ViTs
+        weight_nce=0.2,                # lambda of eq. 10
+    ))
+    config.mixmim = ml_collections.ConfigDict(dict(
+        mask_cell_size=32,             # pixels; random cells taken from the partner
+        mask_ratio=0.5,
+        norm_pix_target=True,
+        decoder_width=512,
+        decoder_depth=8,
+        decoder_heads=16,
+    ))
     config.debug = ml_collections.ConfigDict(dict(
         nan_at_steps=(),               # poison these steps' input (tests NaN skipping)
     ))

@@ -2,6 +2,10 @@
 
 make demo   # = python -m symmim_jax.pretrain --config=configs/demo.py --workdir=workdirs/demo
 
+Every method's section is scaled too, so `--config.method=simmim|mae|ccmim|mixmim`
+runs that baseline on the same data, model and budget (the optimizer stays the
+demo's, so the methods differ only in the method).
+
 32 px images, 4 px patches (an 8 x 8 grid), checkerboard cells of 4 px (single
 patches) for the online view and 8 px (2 x 2 patches) for the target view: the
 paper's 16/32 px cells at 224 px, scaled to the small grid.
@@ -23,6 +27,13 @@ def get_config():
     config.symmim.projector_hidden_dim = 512
     config.symmim.projector_out_dim = 128
     config.symmim.predictor_hidden_dim = 512
+    # 32 px cells at 224 px are 2 x 2 patches: 8 px here.
+    config.simmim.mask_cell_size = 8
+    config.mixmim.mask_cell_size = 8
+    for section in (config.mae, config.ccmim, config.mixmim):
+        section.decoder_width, section.decoder_depth, section.decoder_heads = 128, 2, 4
+    config.ccmim.projector_hidden_dim = 512
+    config.ccmim.projector_out_dim = 128
     config.batch_size = 64
     config.epochs = 1
     config.warmup_epochs = 0.1         # 10% of the run

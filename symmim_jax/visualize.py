@@ -103,7 +103,7 @@ def reconstruction_figure(workdir: str, out: str, *, step=None, image_files=(),
     images = np.stack([_decode(e, config.input.image_size) for e in encoded])
     titles, columns = reconstruction_panel(
         method, params, images, jax.random.key(seed), config.input.mean,
-        config.input.std, norm_pix=config.symmim.norm_pix_target)
+        config.input.std, norm_pix=config[config.method].get("norm_pix_target", False))
     titles[0] = f"original\nstep {step}"
     _draw([list(row) for row in zip(*columns)], titles, out, dpi)
 

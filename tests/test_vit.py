@@ -110,3 +110,54 @@ def test_drop_path_only_in_training():
                                   rngs={"drop_path": jax.random.key(k)})
     assert not np.allclose(train(0), eval_out)
     np.testing.assert_array_equal(train(0), train(0))
+
+
+def test_keep_encodes_the_subset_as_attention_masking_the_rest():
+    """Two paths to MAE's encoder: gathering K patches, or hiding the others
+    from attention, give the same visible tokens."""
+    model, params, images = _model_and_params()
+    keep = jnp.array([[0, 3, 5, 9, 15], [1, 2, 4, 8, 12]])
+    subset = model.apply({"params": params}, images, keep=keep)
+    assert subset.shape == (2, 1 + 5, 16)
+    visible = jnp.zeros((2, 17), bool).at[:, 0].set(True).at[
+        jnp.arange(2)[:, None], keep + 1].set(True)
+    attention_mask = jnp.broadcast_to(visible[:, None, :], (2, 17, 17))
+    full = model.apply({"params": params}, images, attention_mask=attention_mask)
+    np.testing.assert_allclose(subset[:, 0], full[:, 0], atol=1e-5)
+    np.testing.assert_allclose(subset[:, 1:], jnp.take_along_axis(
+        full[:, 1:], keep[..., None], axis=1), atol=1e-5)
+
+
+def test_attention_mask_blocks_what_it_hides():
+    model, params, images = _model_and_params()
+    # Tokens 1..8 (patches 0..7) see only each other; [CLS] sees only itself.
+    group = jnp.arange(17) >= 9
+    allowed = (group[:, None] == group[None, :]) & (jnp.arange(17)[None, :] > 0)
+    allowed = jnp.broadcast_to(allowed.at[0, 0].set(True), (2, 17, 17))
+    changed = images.at[:, 8:, :, :].add(5.0)  # patches 8..15
+    out = model.apply({"params": params}, images, attention_mask=allowed)
+    out_changed = model.apply({"params": params}, changed, attention_mask=allowed)
+    np.testing.assert_allclose(out[:, :9], out_changed[:, :9], atol=1e-6)
+    assert not np.allclose(out[:, 9:], out_changed[:, 9:], atol=1e-3)
+
+
+def test_cls_attention_is_eq4_of_the_last_block():
+    model, params, images = _model_and_params()
+    got = vit.cls_attention(model, params, images)
+    assert got.shape == (2, 16)
+    np.testing.assert_allclose(got.sum(-1), 1.0, rtol=1e-5)
+    # Reference: the last block's input from a model one block shorter.
+    short = vit.VisionTransformer(width=16, depth=1, num_heads=2, patch_size=4)
+    names = {"patch_embed", "cls_token", "mask_token", "blocks_0"}
+    x = short.apply({"params": {**{k: params[k] for k in names}, "norm": params["norm"]}},
+                    images, capture_intermediates=True, mutable="intermediates")[1]
+    x = np.asarray(x["intermediates"]["blocks_0"]["__call__"][0], np.float64)
+    block = params["blocks_1"]
+    mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    xn = (x - mean) / np.sqrt(var + 1e-6) * block["norm1"]["scale"] + block["norm1"]["bias"]
+    qkv = np.einsum("btd,dshe->btshe", xn, block["attn"]["qkv"]["kernel"]) + \
+        block["attn"]["qkv"]["bias"]
+    logits = np.einsum("bhe,bthe->bht", qkv[:, 0, 0], qkv[:, 1:, 1]) / math.sqrt(8)
+    logits = logits.mean(1)
+    want = np.exp(logits - logits.max(-1, keepdims=True))
+    np.testing.assert_allclose(got, want / want.sum(-1, keepdims=True), atol=1e-5)

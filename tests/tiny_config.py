@@ -13,5 +13,9 @@ def get_config():
     config.symmim.projector_hidden_dim = 16
     config.symmim.projector_out_dim = 8
     config.symmim.predictor_hidden_dim = 16
+    for section in (config.mae, config.ccmim, config.mixmim):
+        section.decoder_width, section.decoder_depth, section.decoder_heads = 16, 1, 2
+    config.ccmim.projector_hidden_dim = 16
+    config.ccmim.projector_out_dim = 8
     config.batch_size = 8
     return config

@@ -7,12 +7,19 @@ take; the train step, data, checkpoints and evaluation are shared. Each entry is
 `loss(params, target_params, images, key) -> (loss, metrics)` and
 `update_target(target_params, params, step) -> (target_params, metrics)`;
 a method with a pixel head also has
-`reconstruct(params, images, mask) -> pixels [B, N, p*p*3]`.
+`reconstruct(params, images, mask) -> pixels [B, N, p*p*3]`, `patch`, `grid`
+and (for the reconstruction pictures) `masks(key, B) -> (mask, ...)`. Every
+method keeps the encoder's parameters under `params["encoder"]`, what the
+evaluation commands load. Its config section is `config.<method>`.
 """
-from symmim_jax.methods import symmim
+from symmim_jax.methods import ccmim, mae, mixmim, simmim, symmim
 
 METHODS = {
     "symmim": (symmim.SymMIM, symmim.check_config),
+    "simmim": (simmim.SimMIM, simmim.check_config),
+    "mae": (mae.MAE, mae.check_config),
+    "ccmim": (ccmim.CCMIM, ccmim.check_config),
+    "mixmim": (mixmim.MixMIM, mixmim.check_config),
 }
 
 

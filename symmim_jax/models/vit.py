@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from symmim_jax import tokens
+
 LAYER_NORM_EPS = 1e-6
 
 # The one size table: name -> (width, depth, heads); MLP ratio is 4 throughout.
@@ -73,18 +75,28 @@ class DropPath(nn.Module):
 
 
 class Attention(nn.Module):
+    """Multi-head self-attention. With the `intermediates` collection mutable it
+    also sows `cls_attention` [B, T - 1]: token 0's attention over the others,
+    logits averaged over heads before the softmax (ccMIM eq. 4)."""
     num_heads: int
     dtype: Any = jnp.float32
     implementation: str | None = None
 
     @nn.compact
-    def __call__(self, x):  # [B, T, D]
+    def __call__(self, x, mask=None):
+        """x [B, T, D]; mask bool[B, T, T] or None, True where query t may attend key s."""
         width = x.shape[-1]
         head_dim = width // self.num_heads
         qkv = nn.DenseGeneral((3, self.num_heads, head_dim), dtype=self.dtype,
                               name="qkv")(x)  # [B, T, 3, H, hd]
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        out = jax.nn.dot_product_attention(q, k, v, implementation=self.implementation)
+        if self.is_mutable_collection("intermediates"):
+            logits = jnp.einsum("bhd,bthd->bht", q[:, 0], k[:, 1:],
+                                preferred_element_type=jnp.float32) / np.sqrt(head_dim)
+            self.sow("intermediates", "cls_attention", jax.nn.softmax(logits.mean(1), -1))
+        out = jax.nn.dot_product_attention(
+            q, k, v, mask=None if mask is None else mask[:, None],  # [B, 1, T, T]
+            implementation=self.implementation)
         return nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype, name="proj")(out)
 
 
@@ -106,18 +118,19 @@ class EncoderBlock(nn.Module):
     attention_impl: str | None = None
 
     @nn.compact
-    def __call__(self, x, deterministic: bool):
+    def __call__(self, x, deterministic: bool, attention_mask=None):
         norm = lambda name: nn.LayerNorm(LAYER_NORM_EPS, dtype=self.dtype, name=name)
         drop = DropPath(self.drop_path)
         y = Attention(self.num_heads, self.dtype, self.attention_impl, name="attn")(
-            norm("norm1")(x))
+            norm("norm1")(x), attention_mask)
         x = x + drop(y, deterministic)
         y = MlpBlock(4 * x.shape[-1], self.dtype, name="mlp")(norm("norm2")(x))
         return x + drop(y, deterministic)
 
 
 class VisionTransformer(nn.Module):
-    """ViT encoder; masked patches are replaced by a learned mask token (SimMIM)."""
+    """ViT encoder; masked patches are replaced by a learned mask token (SimMIM),
+    or left out (`keep`, MAE), or hidden from attention (`attention_mask`)."""
     width: int
     depth: int
     num_heads: int
@@ -127,8 +140,15 @@ class VisionTransformer(nn.Module):
     attention_impl: str | None = None
 
     @nn.compact
-    def __call__(self, images, mask=None, *, train: bool = False):
-        """images [B, H, W, 3] float, mask bool[B, N] or None -> tokens [B, 1 + N, D]."""
+    def __call__(self, images, mask=None, *, train: bool = False, keep=None,
+                 attention_mask=None):
+        """images [B, H, W, 3] float -> tokens [B, 1 + N, D] ([CLS] first).
+
+        mask: bool[B, N] or None, patches replaced by the mask token.
+        keep: int[B, K] or None, encode only these patches -> [B, 1 + K, D].
+        attention_mask: bool[B, 1 + T, 1 + T] or None over [CLS] and the T
+            encoded patches, True where a query may attend a key.
+        """
         p = self.patch_size
         x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID",
                     dtype=self.dtype, name="patch_embed")(images)  # [B, gh, gw, D]
@@ -139,6 +159,8 @@ class VisionTransformer(nn.Module):
         if mask is not None:
             x = jnp.where(mask[..., None], mask_token.astype(x.dtype), x)
         x = x + sincos_pos_embed_2d((gh, gw), self.width).astype(x.dtype)
+        if keep is not None:
+            x = tokens.gather(x, keep)  # [B, K, D]
         cls = self.param("cls_token", nn.initializers.normal(0.02), (1, 1, self.width))
         # The [CLS] slot of the position embedding is zero (MAE), so no addition here.
         cls = jnp.broadcast_to(cls.astype(x.dtype), (batch, 1, self.width))
@@ -147,8 +169,14 @@ class VisionTransformer(nn.Module):
         for i in range(self.depth):
             block = EncoderBlock(self.num_heads, float(drop_rates[i]), self.dtype,
                                  self.attention_impl, name=f"blocks_{i}")
-            x = block(x, not train)
+            x = block(x, not train, attention_mask)
         return nn.LayerNorm(LAYER_NORM_EPS, dtype=self.dtype, name="norm")(x)
+
+
+def cls_attention(encoder: VisionTransformer, params, images):
+    """[CLS] attention over the N patches in the encoder's last block [B, N] (float32)."""
+    _, state = encoder.apply({"params": params}, images, mutable="intermediates")
+    return state["intermediates"][f"blocks_{encoder.depth - 1}"]["attn"]["cls_attention"][0]
 
 
 def build_encoder(model_config) -> VisionTransformer:
