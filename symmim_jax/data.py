@@ -1,11 +1,14 @@
 """Input pipeline: images -> random-resized-crop + flip -> uint8 batches.
 
 The images come from a TFDS dataset or, with config.dataset.name='image_folder',
-from the checked files of a folder (`datasets/image_folder.py`). The data order
+from the checked files of a folder (`datasets/image_folder.py`); 'synthetic'
+makes random images instead, the same global batches for any process layout
+(multi-process tests, benchmarks without data). The data order
 is a pure function of (seed, epoch, process layout), so a run resumed at step k
 sees exactly the batches an uninterrupted run sees from k on. Nothing is
 downloaded at run time.
 """
+import itertools
 from typing import Iterator
 
 import jax
@@ -101,8 +104,14 @@ def _local_num_examples(builder, split, process_count) -> int:
     return _cardinality(builder, _process_split(split, 0, process_count))
 
 
+SYNTHETIC = "synthetic"  # config.dataset.name
+SYNTHETIC_EXAMPLES = 1_281_167  # an ImageNet-1k epoch, so epoch schedules read the same
+
+
 def num_examples(dataset_config) -> int:
     """Number of examples in the configured split (all processes together)."""
+    if dataset_config.name == SYNTHETIC:
+        return SYNTHETIC_EXAMPLES
     return _local_num_examples(get_builder(dataset_config), dataset_config.split, 1)
 
 
@@ -198,6 +207,18 @@ def _epoch_dataset(builder, config, *, epoch, process_index, process_count,
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
+def _synthetic_batches(config, start_step, process_index, local_batch):
+    """Uniform uint8 images, each a function of (seed, its index in the run):
+    process p's rows of global batch s are rows [p * local, (p + 1) * local)."""
+    size = config.input.image_size
+    for step in itertools.count(start_step):
+        first = step * config.batch_size + process_index * local_batch
+        yield {"image": np.stack([
+            np.random.default_rng([config.seed, index]).integers(
+                0, 256, (size, size, 3), dtype=np.uint8)
+            for index in range(first, first + local_batch)])}
+
+
 def make_pretrain_iterator(
     config,
     *,
@@ -215,6 +236,8 @@ def make_pretrain_iterator(
             f"config.batch_size={config.batch_size} must be divisible by the "
             f"process count {process_count}.")
     local_batch = config.batch_size // process_count
+    if config.dataset.name == SYNTHETIC:
+        return _synthetic_batches(config, start_step, process_index, local_batch)
     builder = get_builder(config.dataset)
     steps_per_epoch = (
         _local_num_examples(builder, config.dataset.split, process_count) // local_batch)
