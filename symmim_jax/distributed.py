@@ -75,6 +75,11 @@ def initialize_from_flags():
         _wait_for_coordinator(address, _TIMEOUT.value)
     print(f"Joining {count or 'auto'} processes at {address or 'auto'} as process "
           f"{index if index is not None else 'auto'}.", file=sys.stderr, flush=True)
-    jax.distributed.initialize(coordinator_address=address, num_processes=count,
-                               process_id=index,
-                               initialization_timeout=_TIMEOUT.value)
+    try:
+        jax.distributed.initialize(coordinator_address=address, num_processes=count,
+                                   process_id=index,
+                                   initialization_timeout=_TIMEOUT.value)
+    except ValueError as err:  # no cluster found in the environment
+        raise DistributedError(
+            f"--distributed: {err} Outside a TPU pod, SLURM or Open MPI job, give "
+            "--coordinator_address, --num_processes and --process_id.") from None

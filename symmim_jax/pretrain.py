@@ -32,6 +32,7 @@ import tqdm
 from symmim_jax import (checkpoint, data, distributed, methods, optim, reconstruction,
                         sharding, validation)
 from symmim_jax.metrics import MetricWriter
+from symmim_jax.paths import as_path
 from symmim_jax.train_step import jit_train_step, state_layout
 
 config_flags.DEFINE_config_file("config", None, "Path to a config file.",
@@ -72,16 +73,17 @@ def prepare(config, num_devices: int):
 
 def open_workdir(workdir: str, config):
     """Creates the workdir (never clears it) and opens its checkpoints."""
+    path = as_path(workdir)
     try:
-        os.makedirs(workdir, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise validation.ConfigError(f"--workdir={workdir} cannot be created: {err}")
-    if not os.access(workdir, os.W_OK):
+    # A bucket (gs://) says whether it is writable only when written to.
+    if "://" not in str(path) and not os.access(path, os.W_OK):
         raise validation.ConfigError(f"--workdir={workdir} is not writable.")
-    config_path = os.path.join(workdir, "config.json")
-    if jax.process_index() == 0 and not os.path.exists(config_path):
-        with open(config_path, "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+    config_path = path / "config.json"
+    if jax.process_index() == 0 and not config_path.exists():
+        config_path.write_text(config.to_json_best_effort(indent=2))
     return checkpoint.open_manager(workdir, checkpoint_every=config.checkpoint_every,
                                    keep=config.keep_checkpoints)
 
@@ -96,7 +98,7 @@ def make_state(config, method, tx, mesh, manager, workdir: str):
         lambda leaf, s: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s),
         abstract, state_sharding)
     restored = checkpoint.restore_newest_intact(
-        manager, target, os.path.join(workdir, "unreadable_checkpoints"))
+        manager, target, as_path(workdir) / "unreadable_checkpoints")
     if restored is None:
         init_key, run_key = jax.random.split(jax.random.key(config.seed))
         state = jax.jit(init, out_shardings=state_sharding)(init_key)
@@ -209,7 +211,7 @@ def train(config, workdir: str, devices=None):
         f"epoch, {length.warmup_steps} warm-up) on {len(devices)} devices "
         f"(mesh data={mesh.shape['data']} x fsdp={mesh.shape['fsdp']}, "
         f"{jax.process_count()} processes); "
-        f"metrics in {os.path.join(workdir, 'metrics.jsonl')}")
+        f"metrics in {as_path(workdir) / 'metrics.jsonl'}")
     try:
         with StopSignal() as stop:
             _loop(config, length, state, start, run_step, save, show, manager, writer,
