@@ -26,14 +26,6 @@ from symmim_jax import data, distributed, methods, optim, sharding, validation
 from symmim_jax.models import vit
 from symmim_jax.train_step import jit_train_step, state_layout
 
-config_flags.DEFINE_config_file("config", None, "Path to a config file.",
-                                lock_config=True)
-_MODE = flags.DEFINE_enum("mode", "step", ["step", "input"],
-                          "Time the train step, or the input pipeline alone.")
-_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps (or batches).", lower_bound=1)
-_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps (or batches) first.",
-                                lower_bound=0)
-
 # Dense bf16 peak per chip in TFLOP/s (vendor figures), by device_kind
 # substring; the first match wins, so the more specific names come first.
 PEAK_TFLOPS = (
@@ -65,7 +57,7 @@ def model_flops(config, tx, schedule, mesh, state_sharding, state, batch, key):
     return lowered.cost_analysis()["flops"]
 
 
-def time_step(config) -> dict:
+def time_step(config, steps: int, warmup: int) -> dict:
     mesh = sharding.make_mesh(config.mesh)
     method = methods.build(config, 1000)
     tx, schedule = optim.make_optimizer(config.optim, config.batch_size, 1000, 100)
@@ -80,14 +72,14 @@ def time_step(config) -> dict:
                         batch, key)
     step = jit_train_step(config, method, tx, schedule, mesh, state_sharding)
     compiled = step.lower(state, batch, key).compile()
-    for _ in range(_WARMUP.value):
+    for _ in range(warmup):
         state, metrics = compiled(state, batch, key)
     jax.block_until_ready((state, metrics))
     start = time.perf_counter()
-    for _ in range(_STEPS.value):
+    for _ in range(steps):
         state, metrics = compiled(state, batch, key)
     jax.block_until_ready((state, metrics))
-    seconds = (time.perf_counter() - start) / _STEPS.value
+    seconds = (time.perf_counter() - start) / steps
 
     devices = jax.device_count()
     device = jax.devices()[0]
@@ -116,32 +108,32 @@ def time_step(config) -> dict:
     }
 
 
-def time_input(config) -> dict:
+def time_input(config, steps: int, warmup: int) -> dict:
     batches = data.make_pretrain_iterator(config)
-    for _ in range(_WARMUP.value):
+    for _ in range(warmup):
         next(batches)
     start = time.perf_counter()
-    for _ in range(_STEPS.value):
+    for _ in range(steps):
         next(batches)
     seconds = time.perf_counter() - start
-    per_host = config.batch_size // jax.process_count() * _STEPS.value / seconds
+    per_host = config.batch_size // jax.process_count() * steps / seconds
     cores = len(os.sched_getaffinity(0))
     return {"images_per_sec_per_host": round(per_host, 2), "cpu_cores": cores,
             "images_per_sec_per_core": round(per_host / cores, 2),
             "dataset": config.dataset.name}
 
 
-def benchmark(config, mode: str) -> dict:
+def benchmark(config, mode: str, steps: int, warmup: int) -> dict:
     validation.validate(config, num_devices=jax.device_count(),
                         num_processes=jax.process_count())
-    result = time_step(config) if mode == "step" else time_input(config)
+    result = (time_step if mode == "step" else time_input)(config, steps, warmup)
     return {
         "mode": mode, "variant": config.model.variant,
         "image_size": config.input.image_size, "batch_size": config.batch_size,
         "dtype": config.model.dtype, "remat": config.model.remat,
         "grad_accum_steps": config.grad_accum_steps,
         "device_kind": jax.devices()[0].device_kind, "devices": jax.device_count(),
-        "processes": jax.process_count(), "steps": _STEPS.value, **result,
+        "processes": jax.process_count(), "steps": steps, **result,
     }
 
 
@@ -149,7 +141,8 @@ def main(argv):
     del argv
     try:
         distributed.initialize_from_flags()
-        result = benchmark(flags.FLAGS.config, _MODE.value)
+        result = benchmark(flags.FLAGS.config, flags.FLAGS.mode, flags.FLAGS.steps,
+                           flags.FLAGS.warmup)
     except (validation.ConfigError, distributed.DistributedError) as err:
         sys.exit(f"Config error: {err}")
     if jax.process_index() == 0:
@@ -157,5 +150,12 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # Defined here, not on import, so tests can import this next to pretrain.
+    config_flags.DEFINE_config_file("config", None, "Path to a config file.",
+                                    lock_config=True)
+    flags.DEFINE_enum("mode", "step", ["step", "input"],
+                      "Time the train step, or the input pipeline alone.")
+    flags.DEFINE_integer("steps", 10, "Timed steps (or batches).", lower_bound=1)
+    flags.DEFINE_integer("warmup", 2, "Untimed steps (or batches) first.", lower_bound=0)
     flags.mark_flags_as_required(["config"])
     app.run(main)

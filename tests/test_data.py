@@ -8,6 +8,7 @@ import tensorflow_datasets as tfds
 
 from symmim_jax import data
 from fake_fashion_mnist import write_fake_set
+import tiny_config
 
 NUM_TRAIN, NUM_TEST = 40, 8
 
@@ -146,3 +147,21 @@ def test_normalize_matches_numpy():
     want = (images / 255.0 - np.array(mean)) / np.array(std)
     assert got.dtype == np.float32
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+
+
+def test_synthetic_batches_do_not_depend_on_the_process_layout():
+    config = tiny_config.get_config()  # batch 8
+    config.dataset.name = data.SYNTHETIC
+    one = data.make_pretrain_iterator(config, start_step=3, process_index=0,
+                                      process_count=1)
+    two = [data.make_pretrain_iterator(config, start_step=3, process_index=i,
+                                       process_count=2) for i in range(2)]
+    for _ in range(2):
+        whole = next(one)["image"]
+        assert whole.shape == (8, 16, 16, 3) and whole.dtype == np.uint8
+        np.testing.assert_array_equal(
+            whole, np.concatenate([next(it)["image"] for it in two]))
+    resumed = data.make_pretrain_iterator(config, start_step=4, process_index=0,
+                                          process_count=1)
+    np.testing.assert_array_equal(next(resumed)["image"], whole)
+    assert not np.array_equal(next(resumed)["image"], whole)

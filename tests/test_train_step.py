@@ -144,7 +144,8 @@ def test_accumulated_micro_batches_equal_the_full_batch(batch):
     for name in terms1:
         np.testing.assert_allclose(terms1[name], terms4[name], rtol=1e-6, err_msg=name)
     for a, b in zip(jax.tree.leaves(grads1), jax.tree.leaves(grads4)):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
+        # float32 sums in another order: noise of ~1e-7 on gradients of ~0.1.
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(a).max())
     # Micro-batches of 2 differ from the full batch: the sums are not trivial.
     (loss_half, _), _ = grads(params, target, images[:2], jax.random.key(3), 1)
     assert abs(float(loss_half) - float(loss1)) > 1e-4
