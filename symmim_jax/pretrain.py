@@ -2,6 +2,9 @@ r"""Pretraining entry point.
 
 python -m symmim_jax.pretrain --config=configs/demo.py --workdir=workdirs/demo
 
+Multi-process runs (TPU pod slices, GPU hosts) add `--distributed` or
+`--coordinator_address/--num_processes/--process_id` (see distributed.py).
+
 Running again with the same workdir resumes from its latest checkpoint. The
 order of a run:
   1. validate the config and the dataset (nothing is written before this);

@@ -48,8 +48,8 @@ def loss_and_grads(method, params, target_params, images, key, accum_steps: int 
     if accum_steps == 1:
         return grad_fn(params, images, key)
     # Micro-batch i holds rows i, i + k, i + 2k, ...: each stays split over
-    # every device that holds a slice of the batch.
-    micro = images.reshape(-1, accum_steps, *images.shape[1:]).swapaxes(0, 1)  # [k, B/k, H, W, 3]
+    # every device that holds a slice of the batch. [k, B/k, H, W, 3]
+    micro = images.reshape(-1, accum_steps, *images.shape[1:]).swapaxes(0, 1)
 
     def add(total, x_and_index):
         x, index = x_and_index
