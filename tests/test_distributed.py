@@ -41,17 +41,17 @@ def _launch(workdir, port, process_id):
 def test_two_processes_equal_one_process(tmp_path):
     port = _free_port()
     workers = [_launch(tmp_path / "two", port, i) for i in range(2)]
-    # The 1 x 8 reference runs here meanwhile, same global batch and seed.
     config = tiny_config.get_config()
     config.update_from_flattened_dict(OVERRIDES)
-    pretrain.train(config, str(tmp_path / "one"))
-    outputs = []
-    for worker in workers:
-        try:
-            outputs.append(worker.communicate(timeout=300)[0])
-        finally:
+    try:
+        # The 1 x 8 reference runs here meanwhile, same global batch and seed.
+        pretrain.train(config, str(tmp_path / "one"))
+        outputs = [worker.communicate(timeout=300)[0] for worker in workers]
+    finally:  # a hung worker fails the test rather than blocking CI
+        for worker in workers:
             worker.kill()
-        assert worker.returncode == 0, outputs[-1][-3000:]
+    for worker, output in zip(workers, outputs):
+        assert worker.returncode == 0, output[-3000:]
     assert "8 devices (mesh data=8 x fsdp=1, 2 processes)" in outputs[0]
     assert "Training steps" not in outputs[1]  # only process 0 speaks
     diffs = []
