@@ -122,21 +122,44 @@ def normalize(images, mean, std) -> jax.Array:
     return (jnp.asarray(images).astype(jnp.float32) / 255.0 - mean) / std
 
 
+def _decode_and_crop(image_bytes, crop_seed, input_config):
+    """Decodes the random-resized-crop window of an encoded image -> [h, w, 3].
+
+    A JPEG decodes only that window (libjpeg skips the rest: much less work at
+    ImageNet crop scales); pixels along the window's edge can differ slightly
+    from decode-then-crop where chroma is subsampled. Other formats decode whole.
+    """
+    def window(shape):  # [height, width, channels] -> (begin, size)
+        begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+            shape,
+            bounding_boxes=tf.zeros([1, 0, 4]),  # [batch, num_boxes, 4]: none
+            seed=crop_seed,
+            min_object_covered=0,
+            aspect_ratio_range=tuple(input_config.crop_ratio),
+            area_range=tuple(input_config.crop_scale),
+            use_image_if_no_bounding_boxes=True)
+        return begin, size
+
+    def jpeg():
+        height_width = tf.image.extract_jpeg_shape(image_bytes)[:2]
+        begin, size = window(tf.concat([height_width, [3]], axis=0))
+        return tf.image.decode_and_crop_jpeg(
+            image_bytes, tf.stack([begin[0], begin[1], size[0], size[1]]), channels=3)
+
+    def other():
+        # channels=3 makes grayscale (e.g. Fashion-MNIST), RGBA and CMYK RGB;
+        # 16-bit PNGs come out scaled to uint8.
+        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+        begin, size = window(tf.shape(image))
+        return tf.slice(image, begin, size)
+
+    return tf.cond(tf.io.is_jpeg(image_bytes), jpeg, other)
+
+
 def _augment(image_bytes, seed, input_config):
     """Decodes and applies random-resized-crop + flip; `seed` is [2] int64."""
-    # channels=3 makes grayscale (e.g. Fashion-MNIST), RGBA and CMYK RGB; 16-bit
-    # PNGs come out scaled to uint8.
-    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image),
-        bounding_boxes=tf.zeros([1, 0, 4]),  # [batch, num_boxes, 4]: none
-        seed=crop_seed,
-        min_object_covered=0,
-        aspect_ratio_range=tuple(input_config.crop_ratio),
-        area_range=tuple(input_config.crop_scale),
-        use_image_if_no_bounding_boxes=True)
-    image = tf.slice(image, begin, size)  # [h, w, 3] uint8
+    image = _decode_and_crop(image_bytes, crop_seed, input_config)  # [h, w, 3] uint8
     size = input_config.image_size
     image = tf.image.resize(image, [size, size], method="bilinear", antialias=False)
     image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)  # [S, S, 3]
