@@ -21,7 +21,8 @@ def test_metric_lines_survive_a_resume_trimmed_to_its_step(tmp_path):
     writer = MetricWriter(str(tmp_path), resume_step=20)  # step 30 is redone
     writer.write(30, {"loss": 9.0})
     writer.close()
-    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    text = (tmp_path / "metrics.jsonl").read_text()
+    lines = [json.loads(line) for line in text.splitlines()]
     assert lines == [{"step": 10, "loss": 1.0}, {"step": 20, "loss": 2.0},
                      {"step": 30, "loss": 9.0}]
     assert sorted(os.listdir(tmp_path)) == ["metrics.jsonl", "tensorboard"]
