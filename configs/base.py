@@ -23,6 +23,11 @@ def get_config():
     config.keep_checkpoints = 3
     config.visualize_every = 1000      # steps between TensorBoard reconstructions; 0 = never
     config.max_consecutive_bad_steps = 10  # non-finite steps are skipped; then stop
+    config.grad_accum_steps = 1        # micro-batches per step (same update, less memory)
+
+    # Devices as a (data, fsdp) grid; -1 = the rest. fsdp > 1 splits parameters
+    # and optimizer state of at least fsdp_min_size elements over that axis.
+    config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, fsdp_min_size=2**14))
 
     config.dataset = ml_collections.ConfigDict(dict(
         name="imagenet2012",
@@ -43,7 +48,8 @@ def get_config():
         variant="B/16",                # size/patch: Ti, S, B or L over any patch size
         drop_path=0.1,
         dtype="bfloat16",              # compute dtype; parameters stay float32
-        attention_impl=placeholder(str),  # jax.nn.dot_product_attention: None|xla|cudnn
+        attention_impl="auto",         # 'auto': cudnn on GPU when it applies, else xla
+        remat="none",                  # rematerialize blocks: none|full|dots|dots_no_batch
     ))
     config.optim = ml_collections.ConfigDict(dict(
         base_lr=8e-4,

@@ -3,14 +3,14 @@
 Saves are asynchronous and atomic (orbax writes to a tmp dir and renames it), so
 a crash mid-save leaves the previous checkpoints intact.
 """
-import os
-import shutil
 import time
 
 from absl import logging
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from symmim_jax.paths import as_path
 
 STATE, RECORD = "state", "record"
 
@@ -26,7 +26,7 @@ def open_manager(workdir: str, *, checkpoint_every: int = 1, keep: int | None = 
             policies.PreemptionCheckpointingPolicy()]),
         preservation_policy=(ocp.checkpoint_managers.LatestN(keep) if keep else None),
         create=not read_only, read_only=read_only, cleanup_tmp_directories=not read_only)
-    return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
+    return ocp.CheckpointManager(as_path(workdir) / "checkpoints",
                                  options=options, item_names=(STATE, RECORD))
 
 
@@ -53,8 +53,8 @@ class CheckpointMismatch(ValueError):
 
 def _saved_tree(directory, step: int):
     """The saved state's tree of array metadata (shapes, dtypes)."""
-    path = os.path.join(os.path.abspath(str(directory)), str(step), STATE)
-    return ocp.PyTreeCheckpointer().metadata(path).item_metadata.tree
+    return ocp.PyTreeCheckpointer().metadata(
+        as_path(directory) / str(step) / STATE).item_metadata.tree
 
 
 def _leaf_shapes(tree) -> list:
@@ -92,9 +92,10 @@ def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state,
                             "and trying an older one.", step, manager.directory,
                             reason, quarantine_dir)
             if jax.process_index() == 0:
-                os.makedirs(quarantine_dir, exist_ok=True)
-                shutil.move(os.path.join(manager.directory, str(step)),
-                            os.path.join(quarantine_dir, f"{step}-{int(time.time())}"))
+                quarantine = as_path(quarantine_dir)
+                quarantine.mkdir(parents=True, exist_ok=True)
+                (as_path(manager.directory) / str(step)).rename(
+                    quarantine / f"{step}-{int(time.time())}")
             continue
         manager.reload()
         return state, record, step
@@ -112,7 +113,7 @@ def latest_or(workdir: str, step: int | None) -> int:
     steps = manager.all_steps()
     manager.close()
     if not steps:
-        raise FileNotFoundError(f"no checkpoints in {os.path.join(workdir, 'checkpoints')}")
+        raise FileNotFoundError(f"no checkpoints in {as_path(workdir) / 'checkpoints'}")
     if step is None:
         return max(steps)
     if step not in steps:
@@ -132,8 +133,8 @@ def load_params(workdir: str, step: int | None = None, subtree: str = "params"):
     record = manager.restore(step, args=ocp.args.Composite(
         **{RECORD: ocp.args.JsonRestore()}))[RECORD]
     manager.close()
-    path = os.path.join(os.path.abspath(workdir), "checkpoints", str(step), STATE)
-    saved = {subtree: _saved_tree(os.path.join(workdir, "checkpoints"), step)[subtree]}
+    path = as_path(workdir) / "checkpoints" / str(step) / STATE
+    saved = {subtree: _saved_tree(as_path(workdir) / "checkpoints", step)[subtree]}
     checkpointer = ocp.PyTreeCheckpointer()
     item = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), saved)
     restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), saved)

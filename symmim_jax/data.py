@@ -1,11 +1,14 @@
 """Input pipeline: images -> random-resized-crop + flip -> uint8 batches.
 
 The images come from a TFDS dataset or, with config.dataset.name='image_folder',
-from the checked files of a folder (`datasets/image_folder.py`). The data order
+from the checked files of a folder (`datasets/image_folder.py`); 'synthetic'
+makes random images instead, the same global batches for any process layout
+(multi-process tests, benchmarks without data). The data order
 is a pure function of (seed, epoch, process layout), so a run resumed at step k
 sees exactly the batches an uninterrupted run sees from k on. Nothing is
 downloaded at run time.
 """
+import itertools
 from typing import Iterator
 
 import jax
@@ -101,8 +104,14 @@ def _local_num_examples(builder, split, process_count) -> int:
     return _cardinality(builder, _process_split(split, 0, process_count))
 
 
+SYNTHETIC = "synthetic"  # config.dataset.name
+SYNTHETIC_EXAMPLES = 1_281_167  # an ImageNet-1k epoch, so epoch schedules read the same
+
+
 def num_examples(dataset_config) -> int:
     """Number of examples in the configured split (all processes together)."""
+    if dataset_config.name == SYNTHETIC:
+        return SYNTHETIC_EXAMPLES
     return _local_num_examples(get_builder(dataset_config), dataset_config.split, 1)
 
 
@@ -113,21 +122,44 @@ def normalize(images, mean, std) -> jax.Array:
     return (jnp.asarray(images).astype(jnp.float32) / 255.0 - mean) / std
 
 
+def _decode_and_crop(image_bytes, crop_seed, input_config):
+    """Decodes the random-resized-crop window of an encoded image -> [h, w, 3].
+
+    A JPEG decodes only that window (libjpeg skips the rest: much less work at
+    ImageNet crop scales); pixels along the window's edge can differ slightly
+    from decode-then-crop where chroma is subsampled. Other formats decode whole.
+    """
+    def window(shape):  # [height, width, channels] -> (begin, size)
+        begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+            shape,
+            bounding_boxes=tf.zeros([1, 0, 4]),  # [batch, num_boxes, 4]: none
+            seed=crop_seed,
+            min_object_covered=0,
+            aspect_ratio_range=tuple(input_config.crop_ratio),
+            area_range=tuple(input_config.crop_scale),
+            use_image_if_no_bounding_boxes=True)
+        return begin, size
+
+    def jpeg():
+        height_width = tf.image.extract_jpeg_shape(image_bytes)[:2]
+        begin, size = window(tf.concat([height_width, [3]], axis=0))
+        return tf.image.decode_and_crop_jpeg(
+            image_bytes, tf.stack([begin[0], begin[1], size[0], size[1]]), channels=3)
+
+    def other():
+        # channels=3 makes grayscale (e.g. Fashion-MNIST), RGBA and CMYK RGB;
+        # 16-bit PNGs come out scaled to uint8.
+        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+        begin, size = window(tf.shape(image))
+        return tf.slice(image, begin, size)
+
+    return tf.cond(tf.io.is_jpeg(image_bytes), jpeg, other)
+
+
 def _augment(image_bytes, seed, input_config):
     """Decodes and applies random-resized-crop + flip; `seed` is [2] int64."""
-    # channels=3 makes grayscale (e.g. Fashion-MNIST), RGBA and CMYK RGB; 16-bit
-    # PNGs come out scaled to uint8.
-    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image),
-        bounding_boxes=tf.zeros([1, 0, 4]),  # [batch, num_boxes, 4]: none
-        seed=crop_seed,
-        min_object_covered=0,
-        aspect_ratio_range=tuple(input_config.crop_ratio),
-        area_range=tuple(input_config.crop_scale),
-        use_image_if_no_bounding_boxes=True)
-    image = tf.slice(image, begin, size)  # [h, w, 3] uint8
+    image = _decode_and_crop(image_bytes, crop_seed, input_config)  # [h, w, 3] uint8
     size = input_config.image_size
     image = tf.image.resize(image, [size, size], method="bilinear", antialias=False)
     image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)  # [S, S, 3]
@@ -198,6 +230,18 @@ def _epoch_dataset(builder, config, *, epoch, process_index, process_count,
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
+def _synthetic_batches(config, start_step, process_index, local_batch):
+    """Uniform uint8 images, each a function of (seed, its index in the run):
+    process p's rows of global batch s are rows [p * local, (p + 1) * local)."""
+    size = config.input.image_size
+    for step in itertools.count(start_step):
+        first = step * config.batch_size + process_index * local_batch
+        yield {"image": np.stack([
+            np.random.default_rng([config.seed, index]).integers(
+                0, 256, (size, size, 3), dtype=np.uint8)
+            for index in range(first, first + local_batch)])}
+
+
 def make_pretrain_iterator(
     config,
     *,
@@ -215,6 +259,8 @@ def make_pretrain_iterator(
             f"config.batch_size={config.batch_size} must be divisible by the "
             f"process count {process_count}.")
     local_batch = config.batch_size // process_count
+    if config.dataset.name == SYNTHETIC:
+        return _synthetic_batches(config, start_step, process_index, local_batch)
     builder = get_builder(config.dataset)
     steps_per_epoch = (
         _local_num_examples(builder, config.dataset.split, process_count) // local_batch)

@@ -1,9 +1,10 @@
 """Metric sinks of process 0: TensorBoard scalars and images, `metrics.jsonl` lines."""
 import json
-import os
 
 import jax
 from flax.metrics import tensorboard
+
+from symmim_jax.paths import as_path
 
 
 class MetricWriter:
@@ -15,15 +16,21 @@ class MetricWriter:
         self.enabled = jax.process_index() == 0
         if self.enabled:
             self._tensorboard = tensorboard.SummaryWriter(
-                os.path.join(workdir, "tensorboard"))
-            path = os.path.join(workdir, "metrics.jsonl")
-            if os.path.exists(path):
-                with open(path) as f:
-                    kept = [line for line in f
-                            if line.strip() and json.loads(line)["step"] <= resume_step]
-                with open(path, "w") as f:
-                    f.writelines(kept)
-            self._jsonl = open(path, "a")
+                str(as_path(workdir) / "tensorboard"))
+            self._jsonl = as_path(workdir) / "metrics.jsonl"
+            self._lines = []
+            if self._jsonl.exists():
+                self._lines = [line for line in self._jsonl.read_text().splitlines(True)
+                               if line.strip() and json.loads(line)["step"] <= resume_step]
+                self._rewrite()
+
+    def _rewrite(self):
+        # Whole, through a temporary file: a kill leaves the old or the new
+        # file, never half a line, and buckets (gs://) cannot append anyway.
+        # A few MB for the longest runs.
+        temporary = self._jsonl.with_name(self._jsonl.name + ".tmp")
+        temporary.write_text("".join(self._lines))
+        temporary.replace(self._jsonl)
 
     def write(self, step: int, scalars: dict):
         if not self.enabled:
@@ -31,8 +38,8 @@ class MetricWriter:
         scalars = {name: float(value) for name, value in scalars.items()}
         for name, value in scalars.items():
             self._tensorboard.scalar(name, value, step)
-        self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
-        self._jsonl.flush()
+        self._lines.append(json.dumps({"step": step, **scalars}) + "\n")
+        self._rewrite()
 
     def image(self, step: int, name: str, image):
         """One uint8 [H, W, 3] image as a TensorBoard image summary."""
@@ -43,4 +50,3 @@ class MetricWriter:
         if self.enabled:
             self._tensorboard.flush()
             self._tensorboard.close()
-            self._jsonl.close()

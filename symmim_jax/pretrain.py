@@ -2,6 +2,9 @@ r"""Pretraining entry point.
 
 python -m symmim_jax.pretrain --config=configs/demo.py --workdir=workdirs/demo
 
+Multi-process runs (TPU pod slices, GPU hosts) add `--distributed` or
+`--coordinator_address/--num_processes/--process_id` (see distributed.py).
+
 Running again with the same workdir resumes from its latest checkpoint. The
 order of a run:
   1. validate the config and the dataset (nothing is written before this);
@@ -11,7 +14,6 @@ order of a run:
   5. loop: input -> step -> metrics -> checkpoint, until `total_steps`.
 """
 import dataclasses
-import functools
 import json
 import os
 import signal
@@ -30,10 +32,11 @@ from ml_collections import config_flags
 import numpy as np
 import tqdm
 
-from symmim_jax import (checkpoint, data, methods, optim, reconstruction, sharding,
-                        validation)
+from symmim_jax import (checkpoint, data, distributed, methods, optim, reconstruction,
+                        sharding, validation)
 from symmim_jax.metrics import MetricWriter
-from symmim_jax.train_step import init_state, train_step
+from symmim_jax.paths import as_path
+from symmim_jax.train_step import jit_train_step, state_layout
 
 config_flags.DEFINE_config_file("config", None, "Path to a config file.",
                                 lock_config=True)
@@ -60,9 +63,9 @@ def run_length(config, num_examples: int) -> RunLength:
     return RunLength(steps_per_epoch, total, warmup)
 
 
-def prepare(config):
+def prepare(config, num_devices: int):
     """Every check that can fail before the workdir is touched -> RunLength."""
-    validation.validate(config, num_devices=jax.device_count(),
+    validation.validate(config, num_devices=num_devices,
                         num_processes=jax.process_count())
     try:
         num_examples = data.num_examples(config.dataset)
@@ -73,16 +76,17 @@ def prepare(config):
 
 def open_workdir(workdir: str, config):
     """Creates the workdir (never clears it) and opens its checkpoints."""
+    path = as_path(workdir)
     try:
-        os.makedirs(workdir, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise validation.ConfigError(f"--workdir={workdir} cannot be created: {err}")
-    if not os.access(workdir, os.W_OK):
+    # A bucket (gs://) says whether it is writable only when written to.
+    if "://" not in str(path) and not os.access(path, os.W_OK):
         raise validation.ConfigError(f"--workdir={workdir} is not writable.")
-    config_path = os.path.join(workdir, "config.json")
-    if jax.process_index() == 0 and not os.path.exists(config_path):
-        with open(config_path, "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+    config_path = path / "config.json"
+    if jax.process_index() == 0 and not config_path.exists():
+        config_path.write_text(config.to_json_best_effort(indent=2))
     return checkpoint.open_manager(workdir, checkpoint_every=config.checkpoint_every,
                                    keep=config.keep_checkpoints)
 
@@ -90,16 +94,14 @@ def open_workdir(workdir: str, config):
 def make_state(config, method, tx, mesh, manager, workdir: str):
     """-> (state, base key, start step): restored when a checkpoint exists."""
     local_batch = config.batch_size // jax.process_count()
-    image_shape = (1, config.input.image_size, config.input.image_size, 3)
-    init = functools.partial(init_state, method, tx, image_shape=image_shape)
-    abstract = jax.eval_shape(init, jax.random.key(0))
-    # Data parallel: every device holds the whole state.
-    state_sharding = jax.tree.map(lambda _: sharding.replicated(mesh), abstract)
+    # Replicated, or split over `fsdp` (config.mesh); a checkpoint restores
+    # onto these shardings whatever mesh wrote it.
+    init, abstract, state_sharding = state_layout(config, method, tx, mesh)
     target = jax.tree.map(
         lambda leaf, s: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s),
         abstract, state_sharding)
     restored = checkpoint.restore_newest_intact(
-        manager, target, os.path.join(workdir, "unreadable_checkpoints"))
+        manager, target, as_path(workdir) / "unreadable_checkpoints")
     if restored is None:
         init_key, run_key = jax.random.split(jax.random.key(config.seed))
         state = jax.jit(init, out_shardings=state_sharding)(init_key)
@@ -159,9 +161,11 @@ class TrainingStopped(RuntimeError):
     """The run cannot go on: non-finite steps, or a checkpoint that cannot be saved."""
 
 
-def train(config, workdir: str):
-    """Pretrains `config` in `workdir`, resuming from its latest checkpoint."""
-    length = prepare(config)
+def train(config, workdir: str, devices=None):
+    """Pretrains `config` in `workdir` on `devices` (default: all of every
+    process), resuming from its latest checkpoint."""
+    devices = jax.devices() if devices is None else devices
+    length = prepare(config, len(devices))
     manager = open_workdir(workdir, config)
     latest = manager.latest_step()
     if latest is not None and latest >= length.total_steps:
@@ -171,20 +175,13 @@ def train(config, workdir: str):
         manager.close()
         return
 
-    mesh = sharding.data_mesh()
+    mesh = sharding.make_mesh(config.mesh, devices)
     method = methods.build(config, length.total_steps)
     tx, lr_schedule = optim.make_optimizer(config.optim, config.batch_size,
                                            length.total_steps, length.warmup_steps)
     state, state_sharding, run_key, start = make_state(config, method, tx, mesh,
                                                        manager, workdir)
-    step_fn = jax.jit(
-        functools.partial(train_step, method=method, tx=tx, lr_schedule=lr_schedule,
-                          mean=config.input.mean, std=config.input.std,
-                          nan_at_steps=tuple(config.debug.nan_at_steps)),
-        in_shardings=(state_sharding, sharding.batch_sharding(mesh),
-                      sharding.replicated(mesh)),
-        out_shardings=(state_sharding, sharding.replicated(mesh)),
-        donate_argnums=0)
+    step_fn = jit_train_step(config, method, tx, lr_schedule, mesh, state_sharding)
     batches = data.make_pretrain_iterator(config, start_step=start)
 
     def run_step(state):
@@ -214,8 +211,10 @@ def train(config, workdir: str):
             writer.image(step, "reconstruction", grid)
 
     say(f"Training steps {start} -> {length.total_steps} ({length.steps_per_epoch} per "
-        f"epoch, {length.warmup_steps} warm-up) on {jax.device_count()} devices; "
-        f"metrics in {os.path.join(workdir, 'metrics.jsonl')}")
+        f"epoch, {length.warmup_steps} warm-up) on {len(devices)} devices "
+        f"(mesh data={mesh.shape['data']} x fsdp={mesh.shape['fsdp']}, "
+        f"{jax.process_count()} processes); "
+        f"metrics in {as_path(workdir) / 'metrics.jsonl'}")
     try:
         with StopSignal() as stop:
             _loop(config, length, state, start, run_step, save, show, manager, writer,
@@ -276,6 +275,12 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)  # orbax and tfds log every save at INFO
     if flags.FLAGS.workdir is None:
         sys.exit("--workdir is required.")
+    try:
+        distributed.initialize_from_flags()
+    except distributed.DistributedError as err:
+        sys.exit(f"Distributed error: {err}")
+    if jax.process_index() != 0 and not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.ERROR)  # process 0 speaks for the run
     try:
         train(flags.FLAGS.config, flags.FLAGS.workdir)
     except (validation.ConfigError, checkpoint.CheckpointMismatch) as err:

@@ -1,4 +1,5 @@
 """Train state and the one jitted pretraining step shared by every method."""
+import functools
 from typing import Any
 
 import flax.struct
@@ -6,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from symmim_jax import data
+from symmim_jax import data, sharding
 
 
 @flax.struct.dataclass
@@ -28,8 +29,41 @@ def init_state(method, tx, key, image_shape) -> TrainState:
                       consecutive_bad_steps=zero)
 
 
+def state_layout(config, method, tx, mesh):
+    """-> (init: key -> state, its abstract state, its shardings on `mesh`)."""
+    image_shape = (1, config.input.image_size, config.input.image_size, 3)
+    init = functools.partial(init_state, method, tx, image_shape=image_shape)
+    abstract = jax.eval_shape(init, jax.random.key(0))
+    return init, abstract, sharding.state_shardings(abstract, mesh,
+                                                    config.mesh.fsdp_min_size)
+
+
+def loss_and_grads(method, params, target_params, images, key, accum_steps: int = 1):
+    """-> ((loss, metrics), grads) of `images`, as the mean over `accum_steps`
+    micro-batches run one after another (a scan: one micro-batch's activations
+    live at a time). Equal to the full batch for a loss that is a mean over
+    images; the masks and drop path are drawn per micro-batch."""
+    grad_fn = jax.value_and_grad(
+        lambda p, x, k: method.loss(p, target_params, x, k), has_aux=True)
+    if accum_steps == 1:
+        return grad_fn(params, images, key)
+    # Micro-batch i holds rows i, i + k, i + 2k, ...: each stays split over
+    # every device that holds a slice of the batch. [k, B/k, H, W, 3]
+    micro = images.reshape(-1, accum_steps, *images.shape[1:]).swapaxes(0, 1)
+
+    def add(total, x_and_index):
+        x, index = x_and_index
+        out = grad_fn(params, x, jax.random.fold_in(key, index))
+        return jax.tree.map(jnp.add, total, out), None
+
+    zeros = jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype),
+                         jax.eval_shape(grad_fn, params, micro[0], key))
+    total, _ = jax.lax.scan(add, zeros, (micro, jnp.arange(accum_steps)))
+    return jax.tree.map(lambda x: x / accum_steps, total)
+
+
 def train_step(state: TrainState, batch, key, *, method, tx, lr_schedule,
-               mean, std, nan_at_steps=()):
+               mean, std, nan_at_steps=(), accum_steps: int = 1):
     """(state, batch, key) -> (state, metrics): loss, grads, AdamW, EMA.
 
     `key` is the run's base key; each step folds in its step number so the
@@ -44,10 +78,8 @@ def train_step(state: TrainState, batch, key, *, method, tx, lr_schedule,
         poisoned = jnp.isin(state.step + 1, jnp.asarray(nan_at_steps))
         images = jnp.where(poisoned, jnp.nan, images)
 
-    def loss_fn(params):
-        return method.loss(params, state.target_params, images, key)
-
-    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, terms), grads = loss_and_grads(method, state.params, state.target_params,
+                                          images, key, accum_steps)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     target_params, target_metrics = method.update_target(
@@ -72,3 +104,19 @@ def train_step(state: TrainState, batch, key, *, method, tx, lr_schedule,
         "consecutive_bad_steps": new_state.consecutive_bad_steps,
     }
     return new_state, metrics
+
+
+def jit_train_step(config, method, tx, lr_schedule, mesh, state_sharding):
+    """The step compiled for `mesh`: state donated (updated in place), batch
+    split over the batch axes, metrics replicated. Nothing in it waits on the
+    host, so steps queue up on the devices."""
+    step = functools.partial(
+        train_step, method=method, tx=tx, lr_schedule=lr_schedule,
+        mean=config.input.mean, std=config.input.std,
+        nan_at_steps=tuple(config.debug.nan_at_steps),
+        accum_steps=config.grad_accum_steps)
+    return jax.jit(step,
+                   in_shardings=(state_sharding, sharding.batch_sharding(mesh),
+                                 sharding.replicated(mesh)),
+                   out_shardings=(state_sharding, sharding.replicated(mesh)),
+                   donate_argnums=0)

@@ -2,11 +2,12 @@
 
 Each failure is one `ConfigError` naming the field and the fix.
 """
-from symmim_jax import methods
+from symmim_jax import methods, sharding
 from symmim_jax.models import vit
 
 DTYPES = ("float32", "bfloat16", "float16")
-ATTENTION_IMPLS = (None, "xla", "cudnn")
+ATTENTION_IMPLS = (None, "auto", "xla", "cudnn")
+REMATS = ("none", *vit.REMAT_POLICIES)
 
 
 class ConfigError(ValueError):
@@ -32,6 +33,8 @@ def validate(config, *, num_devices: int, num_processes: int = 1):
     _require(config.model.attention_impl in ATTENTION_IMPLS,
              f"config.model.attention_impl={config.model.attention_impl!r}: use one of "
              f"{ATTENTION_IMPLS}.")
+    _require(config.model.remat in REMATS,
+             f"config.model.remat={config.model.remat!r}: use one of {REMATS}.")
     _require(0.0 <= config.model.drop_path < 1.0,
              f"config.model.drop_path={config.model.drop_path} must be in [0, 1).")
     _check_input(config.input, size.patch_size)
@@ -63,10 +66,20 @@ def _check_input(input_config, patch: int):
 
 
 def _check_schedule(config, num_devices: int, num_processes: int):
-    batch = config.batch_size
-    _require(batch > 0 and batch % num_devices == 0,
+    try:
+        sharding.mesh_shape(config.mesh, num_devices)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    _require(config.mesh.fsdp_min_size >= 0,
+             f"config.mesh.fsdp_min_size={config.mesh.fsdp_min_size} must be >= 0.")
+    batch, accum = config.batch_size, config.grad_accum_steps
+    _require(accum >= 1, f"config.grad_accum_steps={accum} must be >= 1.")
+    # Every micro-batch is split over all devices (the data x fsdp axes).
+    unit = num_devices * accum
+    _require(batch > 0 and batch % unit == 0,
              f"config.batch_size={batch} must be a positive multiple of the device count "
-             f"{num_devices}; e.g. --config.batch_size={max(1, batch // num_devices) * num_devices}.")
+             f"{num_devices} x config.grad_accum_steps={accum}; e.g. "
+             f"--config.batch_size={max(1, batch // unit) * unit}.")
     _require(batch % num_processes == 0,
              f"config.batch_size={batch} must be divisible by the process count "
              f"{num_processes}.")

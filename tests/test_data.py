@@ -4,10 +4,12 @@ import itertools
 import ml_collections
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from symmim_jax import data
 from fake_fashion_mnist import write_fake_set
+import tiny_config
 
 NUM_TRAIN, NUM_TEST = 40, 8
 
@@ -146,3 +148,47 @@ def test_normalize_matches_numpy():
     want = (images / 255.0 - np.array(mean)) / np.array(std)
     assert got.dtype == np.float32
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+
+
+def test_synthetic_batches_do_not_depend_on_the_process_layout():
+    config = tiny_config.get_config()  # batch 8
+    config.dataset.name = data.SYNTHETIC
+    one = data.make_pretrain_iterator(config, start_step=3, process_index=0,
+                                      process_count=1)
+    two = [data.make_pretrain_iterator(config, start_step=3, process_index=i,
+                                       process_count=2) for i in range(2)]
+    for _ in range(2):
+        whole = next(one)["image"]
+        assert whole.shape == (8, 16, 16, 3) and whole.dtype == np.uint8
+        np.testing.assert_array_equal(
+            whole, np.concatenate([next(it)["image"] for it in two]))
+    resumed = data.make_pretrain_iterator(config, start_step=4, process_index=0,
+                                          process_count=1)
+    np.testing.assert_array_equal(next(resumed)["image"], whole)
+    assert not np.array_equal(next(resumed)["image"], whole)
+
+
+@pytest.mark.parametrize("kind", ["jpeg_subsampled", "jpeg_gray", "png"])
+def test_decoding_only_the_crop_window_matches_decode_then_crop(kind):
+    rng = np.random.default_rng(0)
+    smooth = tf.image.resize(rng.integers(0, 256, (12, 16, 3)), (120, 160)).numpy()
+    image = smooth.clip(0, 255).astype(np.uint8)
+    encoded = {"jpeg_subsampled": lambda: tf.io.encode_jpeg(image, quality=95),
+               "jpeg_gray": lambda: tf.io.encode_jpeg(image[..., :1], quality=95),
+               "png": lambda: tf.io.encode_png(image)}[kind]()
+    input_config = ml_collections.ConfigDict(dict(crop_scale=(0.2, 0.6),
+                                                  crop_ratio=(3 / 4, 4 / 3)))
+    full = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    for seed in range(5):
+        seed = tf.constant([seed, 7], tf.int64)
+        begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+            tf.shape(full), tf.zeros([1, 0, 4]), seed=seed, min_object_covered=0,
+            aspect_ratio_range=input_config.crop_ratio,
+            area_range=input_config.crop_scale, use_image_if_no_bounding_boxes=True)
+        want = tf.slice(full, begin, size).numpy().astype(int)
+        got = data._decode_and_crop(encoded, seed, input_config).numpy().astype(int)
+        assert got.shape == want.shape and got.shape[0] * got.shape[1] < 0.7 * 120 * 160
+        if kind == "jpeg_subsampled":  # chroma upsampled differently at the edges
+            assert np.abs(got - want).mean() < 0.5
+        else:
+            np.testing.assert_array_equal(got, want)

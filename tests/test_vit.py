@@ -161,3 +161,34 @@ def test_cls_attention_is_eq4_of_the_last_block():
     logits = logits.mean(1)
     want = np.exp(logits - logits.max(-1, keepdims=True))
     np.testing.assert_allclose(got, want / want.sum(-1, keepdims=True), atol=1e-5)
+@pytest.mark.parametrize("policy", sorted(vit.REMAT_POLICIES))
+def test_remat_keeps_names_values_and_gradients(policy):
+    model, params, images = _model_and_params(drop_path=0.5)
+    remat = model.clone(remat=policy)
+    assert jax.tree.structure(remat.init(jax.random.key(1), images)["params"]) == (
+        jax.tree.structure(params))
+
+    def loss(m, p):
+        out = m.apply({"params": p}, images, train=True, rngs={"drop_path": jax.random.key(2)})
+        return jnp.sum(out ** 2)
+
+    plain, rematted = (jax.jit(jax.value_and_grad(lambda p, m=m: loss(m, p)))(params)
+                       for m in (model, remat))
+    np.testing.assert_allclose(plain[0], rematted[0], rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(plain[1]), jax.tree.leaves(rematted[1])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("requested, dtype, head_dim, platform, expected", [
+    ("auto", "bfloat16", 64, "gpu", "cudnn"),
+    ("auto", "float16", 128, "gpu", "cudnn"),
+    ("auto", "float32", 64, "gpu", "xla"),    # cuDNN's fused attention is 16-bit only
+    ("auto", "bfloat16", 256, "gpu", "xla"),  # head dim over 128
+    ("auto", "bfloat16", 12, "gpu", "xla"),   # not a multiple of 8
+    ("auto", "bfloat16", 64, "tpu", "xla"),
+    ("auto", "bfloat16", 64, "cpu", "xla"),
+    ("cudnn", "float32", 64, "cpu", "cudnn"),  # an explicit choice is kept
+    (None, "bfloat16", 64, "gpu", None),
+])
+def test_attention_implementation(requested, dtype, head_dim, platform, expected):
+    assert vit.attention_implementation(requested, dtype, head_dim, platform) == expected

@@ -16,6 +16,15 @@ from symmim_jax import tokens
 
 LAYER_NORM_EPS = 1e-6
 
+# config.model.remat -> what a block keeps for the backward pass ("full" keeps
+# only its input, "dots" the matmul outputs, "dots_no_batch" those without a
+# batch dimension, i.e. the weight matmuls); the rest is recomputed.
+REMAT_POLICIES = {
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
 # The one size table: name -> (width, depth, heads); MLP ratio is 4 throughout.
 # "mu" is a toy size for tests and smoke runs (big_vision has the same).
 SIZES = {
@@ -138,6 +147,7 @@ class VisionTransformer(nn.Module):
     drop_path: float = 0.0
     dtype: Any = jnp.float32
     attention_impl: str | None = None
+    remat: str = "none"
 
     @nn.compact
     def __call__(self, images, mask=None, *, train: bool = False, keep=None,
@@ -166,8 +176,14 @@ class VisionTransformer(nn.Module):
         cls = jnp.broadcast_to(cls.astype(x.dtype), (batch, 1, self.width))
         x = jnp.concatenate([cls, x], axis=1)  # [B, 1 + N, D]
         drop_rates = np.linspace(0.0, self.drop_path, self.depth)
+        block_class = EncoderBlock
+        if self.remat != "none":
+            # Same module and parameter names; `deterministic` (argument 2,
+            # counting self) is a Python bool.
+            block_class = nn.remat(EncoderBlock, static_argnums=(2,),
+                                   policy=REMAT_POLICIES[self.remat])
         for i in range(self.depth):
-            block = EncoderBlock(self.num_heads, float(drop_rates[i]), self.dtype,
+            block = block_class(self.num_heads, float(drop_rates[i]), self.dtype,
                                  self.attention_impl, name=f"blocks_{i}")
             x = block(x, not train, attention_mask)
         return nn.LayerNorm(LAYER_NORM_EPS, dtype=self.dtype, name="norm")(x)
@@ -177,13 +193,28 @@ def cls_attention(encoder: VisionTransformer, params, images):
     """[CLS] attention over the N patches in the encoder's last block [B, N] (float32)."""
     _, state = encoder.apply({"params": params}, images, mutable="intermediates")
     return state["intermediates"][f"blocks_{encoder.depth - 1}"]["attn"]["cls_attention"][0]
+def attention_implementation(requested: str | None, dtype, head_dim: int,
+                             platform: str) -> str | None:
+    """config.model.attention_impl -> jax.nn.dot_product_attention's argument.
+
+    'auto' takes cuDNN's fused (flash) attention where it applies: GPU, 16-bit
+    compute, head dim a multiple of 8 up to 128; XLA elsewhere.
+    """
+    if requested != "auto":
+        return requested
+    cudnn_fits = (platform == "gpu" and jnp.dtype(dtype).itemsize == 2
+                  and head_dim <= 128 and head_dim % 8 == 0)
+    return "cudnn" if cudnn_fits else "xla"
 
 
 def build_encoder(model_config) -> VisionTransformer:
-    """Encoder from `config.model` (variant, drop_path, dtype, attention_impl)."""
+    """Encoder from `config.model` (variant, drop_path, dtype, attention_impl, remat)."""
     size = decode_variant(model_config.variant)
+    dtype = jnp.dtype(model_config.dtype)
     return VisionTransformer(
         width=size.width, depth=size.depth, num_heads=size.num_heads,
-        patch_size=size.patch_size, drop_path=model_config.drop_path,
-        dtype=jnp.dtype(model_config.dtype),
-        attention_impl=model_config.attention_impl)
+        patch_size=size.patch_size, drop_path=model_config.drop_path, dtype=dtype,
+        attention_impl=attention_implementation(
+            model_config.attention_impl, dtype, size.width // size.num_heads,
+            jax.default_backend()),
+        remat=model_config.get("remat", "none"))

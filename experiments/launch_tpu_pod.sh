@@ -1,0 +1,26 @@
+#!/bin/bash
+# SymMIM ViT-B/16 on a TPU VM pod slice: the same command on every worker.
+#
+#   TPU=my-v5p-64 ZONE=us-east5-a BUCKET=gs://my-bucket bash experiments/launch_tpu_pod.sh
+#
+# Every worker runs one process over its local chips; --distributed lets JAX
+# find the coordinator, the process count and this worker's id from the TPU
+# metadata. Each process reads its own slice of the tfds split; checkpoints,
+# metrics and TensorBoard go to the bucket (process 0 writes the logs, orbax
+# coordinates the checkpoint writes of all processes). Re-running the same
+# command resumes from the newest checkpoint, after a preemption too.
+set -euo pipefail
+: "${TPU:?name of the TPU VM}" "${ZONE:?its zone}" "${BUCKET:?gs://bucket for data and runs}"
+RUN=${RUN:-symmim_vit_b16}
+REPO=${REPO:-~/symmim_jax}   # this repository, copied to every worker beforehand
+
+gcloud compute tpus tpu-vm ssh "$TPU" --zone="$ZONE" --worker=all --command="
+  cd $REPO && . .venv/bin/activate &&
+  python -m symmim_jax.pretrain --distributed \
+    --config=configs/symmim_vit_b16.py \
+    --config.dataset.data_dir=$BUCKET/tensorflow_datasets \
+    --config.batch_size=4096 \
+    --config.mesh.data=-1 --config.mesh.fsdp=1 \
+    --workdir=$BUCKET/runs/$RUN"
+# ViT-L/16 or larger batches: --config=configs/symmim_vit_l16.py and shard the
+# parameters and Adam moments over the chips of a host: --config.mesh.fsdp=4.

@@ -1,0 +1,161 @@
+r"""Throughput of the compiled train step, or of the input pipeline alone.
+
+python -m symmim_jax.benchmark --config=configs/symmim_vit_b16.py \
+    --config.batch_size=256 [--config.model.remat=dots] [--steps=20]
+python -m symmim_jax.benchmark --config=configs/demo.py --mode=input
+
+Prints one JSON line. `step` mode times the jitted step on one batch already
+on the devices (random uint8 images), after warm-up: images/s, step time,
+FLOPs per step from XLA's cost analysis, TFLOP/s and MFU per device. `input`
+mode times `data.make_pretrain_iterator` alone: images/s per host and per CPU
+core. Compare the two to see whether input or compute bounds a run.
+"""
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags
+import jax
+from ml_collections import config_flags
+
+from symmim_jax import data, distributed, methods, optim, sharding, validation
+from symmim_jax.models import vit
+from symmim_jax.train_step import jit_train_step, state_layout
+
+# Dense bf16 peak per chip in TFLOP/s (vendor figures), by device_kind
+# substring; the first match wins, so the more specific names come first.
+PEAK_TFLOPS = (
+    ("H100 PCIe", 756.0),
+    ("H100", 989.4),
+    ("H200", 989.4),
+    ("A100", 312.0),
+    ("TPU v4", 275.0),
+    ("TPU v5 lite", 197.0),
+    ("TPU v5e", 197.0),
+    ("TPU v5p", 459.0),
+    ("TPU v5", 459.0),
+)
+
+
+def peak_tflops(device_kind: str) -> float | None:
+    """Peak dense bf16 TFLOP/s of one device; None when unknown (CPU)."""
+    return next((peak for name, peak in PEAK_TFLOPS if name in device_kind), None)
+
+
+def model_flops(config, tx, schedule, mesh, state_sharding, state, batch, key):
+    """FLOPs of one step as the model needs them: without remat's recompute
+    and with one micro-batch (XLA's cost analysis counts a loop body once)."""
+    plain = config.copy_and_resolve_references()
+    with plain.unlocked():
+        plain.model.remat, plain.grad_accum_steps = "none", 1
+    lowered = jit_train_step(plain, methods.build(plain, 1000), tx, schedule, mesh,
+                             state_sharding).lower(state, batch, key)
+    return lowered.cost_analysis()["flops"]
+
+
+def time_step(config, steps: int, warmup: int) -> dict:
+    mesh = sharding.make_mesh(config.mesh)
+    method = methods.build(config, 1000)
+    tx, schedule = optim.make_optimizer(config.optim, config.batch_size, 1000, 100)
+    init, _, state_sharding = state_layout(config, method, tx, mesh)
+    state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(0))
+    synthetic = config.copy_and_resolve_references()
+    with synthetic.unlocked():
+        synthetic.dataset.name = data.SYNTHETIC
+    batch = sharding.global_batch(next(data.make_pretrain_iterator(synthetic)), mesh)
+    key = jax.random.key(1)
+    flops = model_flops(config, tx, schedule, mesh, state_sharding, state,
+                        batch, key)
+    step = jit_train_step(config, method, tx, schedule, mesh, state_sharding)
+    compiled = step.lower(state, batch, key).compile()
+    for _ in range(warmup):
+        state, metrics = compiled(state, batch, key)
+    jax.block_until_ready((state, metrics))
+    start = time.perf_counter()
+    for _ in range(steps):
+        state, metrics = compiled(state, batch, key)
+    jax.block_until_ready((state, metrics))
+    seconds = (time.perf_counter() - start) / steps
+
+    devices = jax.device_count()
+    device = jax.devices()[0]
+    peak = peak_tflops(device.device_kind)
+    achieved = flops / seconds / devices / 1e12
+    memory = compiled.memory_analysis()
+    stats = device.memory_stats() or {}
+    size = vit.decode_variant(config.model.variant)
+    return {
+        "step_ms": round(seconds * 1e3, 2),
+        "images_per_sec": round(config.batch_size / seconds, 2),
+        "images_per_sec_per_device": round(config.batch_size / seconds / devices, 2),
+        "flops_per_step": flops,
+        "tflops_per_sec_per_device": round(achieved, 4),
+        "peak_tflops_per_device": peak,
+        "mfu": None if peak is None else round(achieved / peak, 4),
+        "peak_memory_bytes_per_device": stats.get("peak_bytes_in_use"),
+        "compiled_memory_bytes_per_device": (
+            memory.argument_size_in_bytes + memory.output_size_in_bytes
+            + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
+        if memory is not None else None,
+        "mesh": {name: int(n) for name, n in mesh.shape.items()},
+        "attention_impl": method.encoder.attention_impl,
+        "head_dim": size.width // size.num_heads,
+        "loss": float(metrics["loss"]),
+    }
+
+
+def time_input(config, steps: int, warmup: int) -> dict:
+    batches = data.make_pretrain_iterator(config)
+    for _ in range(warmup):
+        next(batches)
+    start = time.perf_counter()
+    for _ in range(steps):
+        next(batches)
+    seconds = time.perf_counter() - start
+    per_host = config.batch_size // jax.process_count() * steps / seconds
+    cores = len(os.sched_getaffinity(0))
+    return {"images_per_sec_per_host": round(per_host, 2), "cpu_cores": cores,
+            "images_per_sec_per_core": round(per_host / cores, 2),
+            "dataset": config.dataset.name}
+
+
+def benchmark(config, mode: str, steps: int, warmup: int) -> dict:
+    validation.validate(config, num_devices=jax.device_count(),
+                        num_processes=jax.process_count())
+    result = (time_step if mode == "step" else time_input)(config, steps, warmup)
+    return {
+        "mode": mode, "variant": config.model.variant,
+        "image_size": config.input.image_size, "batch_size": config.batch_size,
+        "dtype": config.model.dtype, "remat": config.model.remat,
+        "grad_accum_steps": config.grad_accum_steps,
+        "device_kind": jax.devices()[0].device_kind, "devices": jax.device_count(),
+        "processes": jax.process_count(), "steps": steps, **result,
+    }
+
+
+def main(argv):
+    del argv
+    try:
+        distributed.initialize_from_flags()
+        result = benchmark(flags.FLAGS.config, flags.FLAGS.mode, flags.FLAGS.steps,
+                           flags.FLAGS.warmup)
+    except (validation.ConfigError, distributed.DistributedError) as err:
+        sys.exit(f"Config error: {err}")
+    if jax.process_index() == 0:
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    # Defined here, not on import, so tests can import this next to pretrain.
+    config_flags.DEFINE_config_file("config", None, "Path to a config file.",
+                                    lock_config=True)
+    flags.DEFINE_enum("mode", "step", ["step", "input"],
+                      "Time the train step, or the input pipeline alone.")
+    flags.DEFINE_integer("steps", 10, "Timed steps (or batches).", lower_bound=1)
+    flags.DEFINE_integer("warmup", 2, "Untimed steps (or batches) first.", lower_bound=0)
+    flags.mark_flags_as_required(["config"])
+    app.run(main)
