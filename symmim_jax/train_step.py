@@ -28,6 +28,19 @@ def init_state(method, tx, key, image_shape) -> TrainState:
                       consecutive_bad_steps=zero)
 
 
+def finish_step(state, finite, **updates):
+    """`state` with `updates` applied only if the step was `finite`; counts the
+    step and the skipped ones. `state` has step, bad_steps and
+    consecutive_bad_steps fields (TrainState, linear_probe.ProbeState)."""
+    old = {name: getattr(state, name) for name in updates}
+    # Select, not multiply: 0 * NaN would still be NaN.
+    kept = optax.tree_utils.tree_where(finite, updates, old)
+    bad = (~finite).astype(jnp.int32)
+    return state.replace(step=state.step + 1, bad_steps=state.bad_steps + bad,
+                         consecutive_bad_steps=(state.consecutive_bad_steps + 1) * bad,
+                         **kept)
+
+
 def train_step(state: TrainState, batch, key, *, method, tx, lr_schedule,
                mean, std, nan_at_steps=()):
     """(state, batch, key) -> (state, metrics): loss, grads, AdamW, EMA.
@@ -44,8 +57,11 @@ def train_step(state: TrainState, batch, key, *, method, tx, lr_schedule,
         poisoned = jnp.isin(state.step + 1, jnp.asarray(nan_at_steps))
         images = jnp.where(poisoned, jnp.nan, images)
 
+    # Anything besides the image (e.g. "label" when fine-tuning) goes to the loss.
+    extras = {name: value for name, value in batch.items() if name != "image"}
+
     def loss_fn(params):
-        return method.loss(params, state.target_params, images, key)
+        return method.loss(params, state.target_params, images, key, **extras)
 
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -54,20 +70,13 @@ def train_step(state: TrainState, batch, key, *, method, tx, lr_schedule,
         state.target_params, params, state.step)
     grad_norm = optax.global_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    # Select, not multiply: 0 * NaN would still be NaN.
-    params, target_params, opt_state = optax.tree_utils.tree_where(
-        finite, (params, target_params, opt_state),
-        (state.params, state.target_params, state.opt_state))
-    bad = (~finite).astype(jnp.int32)
-    new_state = TrainState(
-        step=state.step + 1, params=params, target_params=target_params,
-        opt_state=opt_state, bad_steps=state.bad_steps + bad,
-        consecutive_bad_steps=(state.consecutive_bad_steps + 1) * bad)
+    new_state = finish_step(state, finite, params=params, target_params=target_params,
+                            opt_state=opt_state)
     metrics = {
         "loss": loss, **terms, **target_metrics,
         "lr": lr_schedule(state.step),
         "grad_norm": grad_norm,
-        "param_norm": optax.global_norm(params),
+        "param_norm": optax.global_norm(new_state.params),
         "bad_steps": new_state.bad_steps,
         "consecutive_bad_steps": new_state.consecutive_bad_steps,
     }
