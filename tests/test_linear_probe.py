@@ -23,6 +23,7 @@ def test_feature_batches_cover_each_epoch_and_resume_exactly():
 
 
 def test_demo_config_end_to_end(tmp_path):
+    (tmp_path / "src").mkdir()
     write_fake_set(tmp_path / "src", num_train=64, num_test=12)
     config = tiny_config.linear_probe()
     config.dataset.manual_dir = str(tmp_path / "src")
