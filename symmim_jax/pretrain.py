@@ -36,6 +36,9 @@ def prepare(config) -> loop.RunLength:
                         num_processes=jax.process_count())
     try:
         num_examples = data.num_examples(config.dataset)
+        if config.knn.every:  # the monitor needs labels and its held-out split
+            data.num_classes(config.dataset)
+            data.num_examples(data.with_split(config.dataset, config.knn.test_split))
     except ValueError as err:
         raise validation.ConfigError(str(err)) from None
     return loop.run_length(config, num_examples)

@@ -14,6 +14,7 @@ def get_config():
     config.symmim.projector_out_dim = 8
     config.symmim.predictor_hidden_dim = 16
     config.batch_size = 8
+    config.knn.every = 0  # tests that want the monitor turn it on
     return config
 
 
