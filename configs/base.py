@@ -41,6 +41,7 @@ def get_config():
         crop_scale=(0.67, 1.0),        # random-resized-crop area range
         crop_ratio=(3 / 4, 4 / 3),     # random-resized-crop aspect ratio range
         flip=True,
+        eval_crop_pct=0.875,           # evaluation: resize to size / pct, centre crop
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
     ))
@@ -108,6 +109,14 @@ def get_config():
         decoder_width=512,
         decoder_depth=8,
         decoder_heads=16,
+    ))
+    config.knn = ml_collections.ConfigDict(dict(
+        every=0,                       # steps between k-NN monitor evaluations; 0 = off
+        k=20,                          # cosine k-NN, votes weighted by exp(cos / 0.07)
+        pool="cls",                    # feature: [CLS] or mean of patch tokens
+        train_examples=10_000,         # first N of config.dataset.split as the memory
+        test_split="validation",
+        test_examples=5_000,
     ))
     config.debug = ml_collections.ConfigDict(dict(
         nan_at_steps=(),               # poison these steps' input (tests NaN skipping)

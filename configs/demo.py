@@ -19,6 +19,7 @@ def get_config():
     config.dataset.shuffle_buffer = 10_000
     config.input.image_size = 32
     config.input.crop_scale = (0.67, 1.0)
+    config.input.eval_crop_pct = 1.0   # 28 px -> 32 px, nothing cropped
     config.model.variant = "Ti/4"
     config.model.drop_path = 0.0
     config.model.dtype = "float32"
@@ -43,4 +44,8 @@ def get_config():
     config.log_every = 10
     config.checkpoint_every = 50
     config.visualize_every = 50
+    config.knn.every = 50              # ~10 s per evaluation on 2 cores
+    config.knn.train_examples = 2000
+    config.knn.test_split = "test"
+    config.knn.test_examples = 1000
     return config

@@ -156,7 +156,7 @@ def _decode_and_crop(image_bytes, crop_seed, input_config):
     return tf.cond(tf.io.is_jpeg(image_bytes), jpeg, other)
 
 
-def _augment(image_bytes, seed, input_config):
+def crop_and_flip(image_bytes, seed, input_config):
     """Decodes and applies random-resized-crop + flip; `seed` is [2] int64."""
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     image = _decode_and_crop(image_bytes, crop_seed, input_config)  # [h, w, 3] uint8
@@ -169,15 +169,16 @@ def _augment(image_bytes, seed, input_config):
 
 
 def _tfds_examples(builder, split, config, *, file_seed, shuffle_seed, options,
-                   skip) -> tf.data.Dataset:
-    """(index in epoch, encoded image) of a shuffled tfds split, from `skip` on."""
+                   skip, keys) -> tf.data.Dataset:
+    """(index in epoch, {key: value}) of a shuffled tfds split, from `skip` on;
+    the image stays encoded."""
     ds = builder.as_dataset(
         split=split,
         shuffle_files=True,
         decoders={"image": tfds.decode.SkipDecoding()},
         read_config=tfds.ReadConfig(
             shuffle_seed=file_seed, options=options, try_autocache=False))
-    ds = ds.map(lambda example: example["image"])  # encoded bytes
+    ds = ds.map(lambda example: {name: example[name] for name in keys})
     ds = ds.shuffle(config.dataset.shuffle_buffer, seed=shuffle_seed,
                     reshuffle_each_iteration=False)
     return ds.enumerate().skip(skip)
@@ -185,8 +186,8 @@ def _tfds_examples(builder, split, config, *, file_seed, shuffle_seed, options,
 
 def _folder_examples(folder, config, *, epoch, process_index, process_count,
                      skip) -> tf.data.Dataset:
-    """(index in epoch, encoded image) of this process's share of the folder's
-    files for `epoch`, from `skip` on."""
+    """(index in epoch, {"image": encoded image}) of this process's share of the
+    folder's files for `epoch`, from `skip` on."""
     # One permutation of the whole folder, the same on every process (not seeded
     # by the process index): the processes take disjoint equal shares of it.
     # The files are sorted by label, so a shuffle buffer would not mix them.
@@ -198,12 +199,12 @@ def _folder_examples(folder, config, *, epoch, process_index, process_count,
     # Skipped before reading, so a resume does not read the files it skips.
     ds = tf.data.Dataset.from_tensor_slices(tf.constant(mine, tf.string))
     ds = ds.enumerate().skip(skip)
-    return ds.map(lambda index, path: (index, tf.io.read_file(path)),
+    return ds.map(lambda index, path: (index, {"image": tf.io.read_file(path)}),
                   num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _epoch_dataset(builder, config, *, epoch, process_index, process_count,
-                   local_batch, skip) -> tf.data.Dataset:
+                   local_batch, skip, augment, keys) -> tf.data.Dataset:
     """One epoch of this process's batches, its first `skip` examples dropped."""
     file_seed, shuffle_seed, augment_seed = (
         int(s) for s in np.random.SeedSequence(
@@ -218,12 +219,12 @@ def _epoch_dataset(builder, config, *, epoch, process_index, process_count,
         ds = _tfds_examples(
             builder, _process_split(config.dataset.split, process_index, process_count),
             config, file_seed=file_seed, shuffle_seed=shuffle_seed, options=options,
-            skip=skip)
+            skip=skip, keys=keys)
     # Index within the epoch seeds the augmentation, so a parallel map (and a
     # resume that skips ahead) draws the same crops.
     ds = ds.map(
-        lambda index, image_bytes: {"image": _augment(
-            image_bytes, tf.stack([tf.constant(augment_seed, tf.int64), index]),
+        lambda index, example: {**example, "image": augment(
+            example["image"], tf.stack([tf.constant(augment_seed, tf.int64), index]),
             config.input)},
         num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(local_batch, drop_remainder=True)
@@ -250,6 +251,22 @@ def make_pretrain_iterator(
     process_count: int | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Yields {"image": uint8 [local_batch, S, S, 3]} forever from `start_step`."""
+    return make_train_iterator(config, start_step=start_step,
+                               process_index=process_index, process_count=process_count)
+
+
+def make_train_iterator(
+    config,
+    *,
+    start_step: int = 0,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    augment=crop_and_flip,
+    with_label: bool = False,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Yields {"image": uint8 [local_batch, S, S, 3](, "label": int [local_batch])}
+    forever from `start_step`, the image through `augment(bytes, seed [2],
+    config.input) -> uint8 [S, S, 3]`."""
     if process_index is None:
         process_index = jax.process_index()
     if process_count is None:
@@ -262,6 +279,9 @@ def make_pretrain_iterator(
     if config.dataset.name == SYNTHETIC:
         return _synthetic_batches(config, start_step, process_index, local_batch)
     builder = get_builder(config.dataset)
+    keys = ("image", "label") if with_label else ("image",)
+    if with_label:
+        _require_labels(builder, config.dataset)
     steps_per_epoch = (
         _local_num_examples(builder, config.dataset.split, process_count) // local_batch)
     if steps_per_epoch == 0:
@@ -275,8 +295,82 @@ def make_pretrain_iterator(
             ds = _epoch_dataset(
                 builder, config, epoch=epoch, process_index=process_index,
                 process_count=process_count, local_batch=local_batch,
-                skip=step_in_epoch * local_batch)
+                skip=step_in_epoch * local_batch, augment=augment, keys=keys)
             yield from ds.as_numpy_iterator()
             epoch, step_in_epoch = epoch + 1, 0
 
     return batches()
+
+
+def _require_labels(builder, dataset_config):
+    if isinstance(builder, image_folder.ImageFolder) or (
+            builder.info.features and "label" not in builder.info.features):
+        raise ValueError(
+            f"config.dataset.name={dataset_config.name!r} has no 'label' feature; "
+            "fine-tuning and probing need a labelled tfds dataset (e.g. "
+            "'fashion_mnist_debian', 'imagenet2012').")
+
+
+def with_split(dataset_config, split: str):
+    """A copy of `config.dataset` naming another split."""
+    copy = dataset_config.copy_and_resolve_references()
+    copy.split = split
+    return copy
+
+
+def num_classes(dataset_config) -> int:
+    """Number of classes of the dataset's 'label' feature."""
+    builder = get_builder(dataset_config)
+    _require_labels(builder, dataset_config)
+    return builder.info.features["label"].num_classes
+
+
+def resize_center(image_bytes, input_config):
+    """Evaluation view: decode, resize the shorter side to size / crop_pct,
+    centre-crop to size x size -> uint8 [S, S, 3]."""
+    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    size = input_config.image_size
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = size / input_config.eval_crop_pct / tf.reduce_min(shape)
+    resized = tf.cast(tf.math.ceil(shape * scale), tf.int32)
+    image = tf.image.resize(image, resized, method="bilinear", antialias=True)
+    top = (resized[0] - size) // 2
+    left = (resized[1] - size) // 2
+    image = image[top:top + size, left:left + size]
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def make_eval_iterator(config, split: str, *, batch_size: int | None = None,
+                       limit: int | None = None, process_index: int | None = None,
+                       process_count: int | None = None):
+    """One ordered pass over `split` (its first `limit` examples): batches
+    {"image": uint8 [b, S, S, 3], "label": [b], "valid": [b]} of this process.
+
+    The last batch is padded (valid = 0) so every process yields the same
+    number of equal batches."""
+    if process_index is None:
+        process_index = jax.process_index()
+    if process_count is None:
+        process_count = jax.process_count()
+    local_batch = (batch_size or config.batch_size) // process_count
+    builder = get_builder(config.dataset)
+    _require_labels(builder, config.dataset)
+    if limit:
+        split = f"{split}[:{limit}]"
+    split = tfds.even_splits(split, n=process_count, drop_remainder=True)[process_index]
+    ds = builder.as_dataset(split=split, shuffle_files=False,
+                            decoders={"image": tfds.decode.SkipDecoding()})
+    count = int(ds.cardinality())
+    num_batches = -(-count // local_batch)
+    ds = ds.map(lambda ex: {"image": resize_center(ex["image"], config.input),
+                            "label": tf.cast(ex["label"], tf.int32),
+                            "valid": tf.constant(1, tf.int32)},
+                num_parallel_calls=tf.data.AUTOTUNE)
+    size = config.input.image_size
+    padding = tf.data.Dataset.from_tensors(
+        {"image": tf.zeros([size, size, 3], tf.uint8), "label": tf.constant(0, tf.int32),
+         "valid": tf.constant(0, tf.int32)}).repeat(num_batches * local_batch - count)
+    options = tf.data.Options()
+    options.deterministic = True
+    ds = ds.concatenate(padding).batch(local_batch).prefetch(tf.data.AUTOTUNE)
+    return ds.with_options(options).as_numpy_iterator()

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from symmim_jax import data, sharding
+from symmim_jax import data, loop, sharding
 
 
 @flax.struct.dataclass
@@ -38,28 +38,45 @@ def state_layout(config, method, tx, mesh):
                                                     config.mesh.fsdp_min_size)
 
 
-def loss_and_grads(method, params, target_params, images, key, accum_steps: int = 1):
-    """-> ((loss, metrics), grads) of `images`, as the mean over `accum_steps`
-    micro-batches run one after another (a scan: one micro-batch's activations
-    live at a time). Equal to the full batch for a loss that is a mean over
-    images; the masks and drop path are drawn per micro-batch."""
+def loss_and_grads(method, params, target_params, images, key, accum_steps: int = 1,
+                   **extras):
+    """-> ((loss, metrics), grads) of `images` (and per-image `extras`, e.g.
+    labels), as the mean over `accum_steps` micro-batches run one after another
+    (a scan: one micro-batch's activations live at a time). Equal to the full
+    batch for a loss that is a mean over images; the masks and drop path are
+    drawn per micro-batch."""
     grad_fn = jax.value_and_grad(
-        lambda p, x, k: method.loss(p, target_params, x, k), has_aux=True)
+        lambda p, x, k, e: method.loss(p, target_params, x, k, **e), has_aux=True)
     if accum_steps == 1:
-        return grad_fn(params, images, key)
+        return grad_fn(params, images, key, extras)
     # Micro-batch i holds rows i, i + k, i + 2k, ...: each stays split over
-    # every device that holds a slice of the batch. [k, B/k, H, W, 3]
-    micro = images.reshape(-1, accum_steps, *images.shape[1:]).swapaxes(0, 1)
+    # every device that holds a slice of the batch. [k, B/k, ...]
+    split = lambda x: x.reshape(-1, accum_steps, *x.shape[1:]).swapaxes(0, 1)
+    micro, micro_extras = split(images), jax.tree.map(split, extras)
 
-    def add(total, x_and_index):
-        x, index = x_and_index
-        out = grad_fn(params, x, jax.random.fold_in(key, index))
+    def add(total, inputs):
+        x, e, index = inputs
+        out = grad_fn(params, x, jax.random.fold_in(key, index), e)
         return jax.tree.map(jnp.add, total, out), None
 
+    first_extras = jax.tree.map(lambda x: x[0], micro_extras)
     zeros = jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype),
-                         jax.eval_shape(grad_fn, params, micro[0], key))
-    total, _ = jax.lax.scan(add, zeros, (micro, jnp.arange(accum_steps)))
+                         jax.eval_shape(grad_fn, params, micro[0], key, first_extras))
+    total, _ = jax.lax.scan(add, zeros, (micro, micro_extras, jnp.arange(accum_steps)))
     return jax.tree.map(lambda x: x / accum_steps, total)
+
+
+def finish_step(state, finite, **updates):
+    """`state` with `updates` applied only if the step was `finite`; counts the
+    step and the skipped ones. `state` has step, bad_steps and
+    consecutive_bad_steps fields (TrainState, linear_probe.ProbeState)."""
+    old = {name: getattr(state, name) for name in updates}
+    # Select, not multiply: 0 * NaN would still be NaN.
+    kept = optax.tree_utils.tree_where(finite, updates, old)
+    bad = (~finite).astype(jnp.int32)
+    return state.replace(step=state.step + 1, bad_steps=state.bad_steps + bad,
+                         consecutive_bad_steps=(state.consecutive_bad_steps + 1) * bad,
+                         **kept)
 
 
 def train_step(state: TrainState, batch, key, *, method, tx, lr_schedule,
@@ -78,28 +95,23 @@ def train_step(state: TrainState, batch, key, *, method, tx, lr_schedule,
         poisoned = jnp.isin(state.step + 1, jnp.asarray(nan_at_steps))
         images = jnp.where(poisoned, jnp.nan, images)
 
+    # Anything besides the image (e.g. "label" when fine-tuning) goes to the loss.
+    extras = {name: value for name, value in batch.items() if name != "image"}
     (loss, terms), grads = loss_and_grads(method, state.params, state.target_params,
-                                          images, key, accum_steps)
+                                          images, key, accum_steps, **extras)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     target_params, target_metrics = method.update_target(
         state.target_params, params, state.step)
     grad_norm = optax.global_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    # Select, not multiply: 0 * NaN would still be NaN.
-    params, target_params, opt_state = optax.tree_utils.tree_where(
-        finite, (params, target_params, opt_state),
-        (state.params, state.target_params, state.opt_state))
-    bad = (~finite).astype(jnp.int32)
-    new_state = TrainState(
-        step=state.step + 1, params=params, target_params=target_params,
-        opt_state=opt_state, bad_steps=state.bad_steps + bad,
-        consecutive_bad_steps=(state.consecutive_bad_steps + 1) * bad)
+    new_state = finish_step(state, finite, params=params, target_params=target_params,
+                            opt_state=opt_state)
     metrics = {
         "loss": loss, **terms, **target_metrics,
         "lr": lr_schedule(state.step),
         "grad_norm": grad_norm,
-        "param_norm": optax.global_norm(params),
+        "param_norm": optax.global_norm(new_state.params),
         "bad_steps": new_state.bad_steps,
         "consecutive_bad_steps": new_state.consecutive_bad_steps,
     }
@@ -107,16 +119,10 @@ def train_step(state: TrainState, batch, key, *, method, tx, lr_schedule,
 
 
 def jit_train_step(config, method, tx, lr_schedule, mesh, state_sharding):
-    """The step compiled for `mesh`: state donated (updated in place), batch
-    split over the batch axes, metrics replicated. Nothing in it waits on the
-    host, so steps queue up on the devices."""
+    """The pretraining step of `config`, compiled for `mesh` (loop.jit_step)."""
     step = functools.partial(
         train_step, method=method, tx=tx, lr_schedule=lr_schedule,
         mean=config.input.mean, std=config.input.std,
         nan_at_steps=tuple(config.debug.nan_at_steps),
         accum_steps=config.grad_accum_steps)
-    return jax.jit(step,
-                   in_shardings=(state_sharding, sharding.batch_sharding(mesh),
-                                 sharding.replicated(mesh)),
-                   out_shardings=(state_sharding, sharding.replicated(mesh)),
-                   donate_argnums=0)
+    return loop.jit_step(step, state_sharding, mesh)

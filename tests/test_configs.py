@@ -87,3 +87,36 @@ def test_preset_runs_one_step_at_224(name, tmp_path):
     if config.method == "symmim":
         # Cross-entropy over N = 196 patches starts near log(196).
         assert 3.0 < float(metrics["loss_con"]) < 8.0
+
+
+FINETUNE_PRESETS = ("finetune_vit_s16", "finetune_vit_b16", "finetune_vit_l16",
+                    "demo_finetune")
+
+
+@pytest.mark.parametrize("name", FINETUNE_PRESETS)
+def test_finetune_preset_validates(name):
+    config = load(name)
+    validation.validate(config, num_devices=8, pretraining=False)
+    validation.validate_finetune(config)
+
+
+def test_finetune_presets_follow_the_paper():
+    """METHOD §5: epochs, warm-up and layer decay per size; BEiT's recipe."""
+    table = {"finetune_vit_s16": ("S/16", 200, 5, 0.8),
+             "finetune_vit_b16": ("B/16", 100, 20, 0.65),
+             "finetune_vit_l16": ("L/16", 50, 5, 0.75)}
+    for name, expected in table.items():
+        c = load(name)
+        assert (c.model.variant, c.epochs, c.warmup_epochs, c.optim.layer_decay) == expected
+        assert (c.finetune.mixup_alpha, c.finetune.cutmix_alpha) == (0.8, 1.0)
+        assert (c.finetune.label_smoothing, c.augment.reprob) == (0.1, 0.25)
+        assert c.optim.base_lr * 2048 / c.optim.base_batch_size == 5e-3
+        assert c.model.drop_path == 0.1 and c.optim.weight_decay == 0.05
+
+
+@pytest.mark.parametrize("name", ("linear_probe", "demo_linear_probe"))
+def test_linear_probe_preset_validates(name):
+    config = load(name)
+    validation.validate(config, num_devices=8, pretraining=False)
+    validation.validate_probe(config, depth=12)
+    assert config.optim.base_lr == 0.1 and config.optim.base_batch_size == 256

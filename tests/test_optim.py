@@ -59,3 +59,51 @@ def test_gradients_are_clipped_before_adam():
         x, optax.ScaleByAdamState)) if isinstance(s, optax.ScaleByAdamState)][0]
     np.testing.assert_allclose(adam_state.mu["w"], 0.1 * np.array([3.0, 4.0, 0, 0]),
                                rtol=1e-6)
+
+
+def _classifier_params(depth=3):
+    from symmim_jax.models import classifier
+    encoder = vit.VisionTransformer(width=8, depth=depth, num_heads=2, patch_size=4,
+                                    final_norm=False)
+    return classifier.Classifier(encoder, 5).init(
+        jax.random.key(0), jnp.zeros((1, 8, 8, 3)))["params"]
+
+
+def test_layer_decay_scales_follow_the_formula():
+    """decay ** (depth + 1 - layer): embeddings at layer 0, block i at i + 1,
+    fc_norm and head at depth + 1 (BEiT)."""
+    depth, decay = 3, 0.65
+    scales = optim.layer_decay_scales(_classifier_params(depth), depth, decay)
+    flat = {"/".join(str(k.key) for k in path): value
+            for path, value in jax.tree_util.tree_flatten_with_path(scales)[0]}
+    for name, value in flat.items():
+        parts = name.split("/")
+        if parts[1] in ("patch_embed", "cls_token", "mask_token"):
+            layer = 0
+        elif parts[1].startswith("blocks_"):
+            layer = int(parts[1].split("_")[1]) + 1
+        else:
+            assert parts[0] in ("fc_norm", "head")
+            layer = depth + 1
+        assert value == pytest.approx(decay ** (depth + 1 - layer)), name
+    assert flat["encoder/patch_embed/kernel"] == pytest.approx(decay ** 4)
+    assert flat["encoder/blocks_2/mlp/fc2/bias"] == pytest.approx(decay)
+    assert flat["head/kernel"] == 1.0
+
+
+def test_layer_decay_scales_each_update_of_adamw():
+    """Two paths agree: the layer-decayed update is AdamW's times the scale."""
+    params = _classifier_params()
+    grads = jax.tree.map(lambda p: jnp.full_like(p, 0.3), params)
+    config = _optim_config(layer_decay=0.5, grad_clip_norm=0.0)
+    decayed, _ = optim.make_finetune_optimizer(config, 2048, 10, 2, depth=3)
+    plain, _ = optim.make_optimizer(config, 2048, 10, 2)
+    # The second step: at the first the warm-up lr is 0.
+    step = lambda tx: tx.update(grads, tx.update(grads, tx.init(params), params)[1],
+                                params)[0]
+    up_decayed, up_plain = step(decayed), step(plain)
+    scales = optim.layer_decay_scales(params, 3, 0.5)
+    for a, b, s in zip(jax.tree.leaves(up_decayed), jax.tree.leaves(up_plain),
+                       jax.tree.leaves(scales)):
+        np.testing.assert_allclose(a, b * s, rtol=1e-6)
+    assert float(jnp.abs(jax.tree.leaves(up_plain)[0]).max()) > 0

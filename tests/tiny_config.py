@@ -18,4 +18,26 @@ def get_config():
     config.ccmim.projector_hidden_dim = 16
     config.ccmim.projector_out_dim = 8
     config.batch_size = 8
+    config.knn.every = 0  # tests that want the monitor turn it on
     return config
+
+
+def _shrink(config):
+    """The toy model, size and batch of get_config() on a demo eval config."""
+    tiny = get_config()
+    config.model = tiny.model
+    config.input.image_size = tiny.input.image_size
+    config.batch_size = tiny.batch_size
+    return config
+
+
+def finetune():
+    """configs/demo_finetune.py with the toy model (8 fake devices: batch 8)."""
+    from configs import demo_finetune
+    return _shrink(demo_finetune.get_config())
+
+
+def linear_probe():
+    """configs/demo_linear_probe.py with the toy model."""
+    from configs import demo_linear_probe
+    return _shrink(demo_linear_probe.get_config())

@@ -148,6 +148,9 @@ class VisionTransformer(nn.Module):
     dtype: Any = jnp.float32
     attention_impl: str | None = None
     remat: str = "none"
+    # False drops the final LayerNorm (and its parameters): a fine-tuning head
+    # with its own fc_norm over pooled tokens replaces it (timm global_pool='avg').
+    final_norm: bool = True
 
     @nn.compact
     def __call__(self, images, mask=None, *, train: bool = False, keep=None,
@@ -186,6 +189,8 @@ class VisionTransformer(nn.Module):
             block = block_class(self.num_heads, float(drop_rates[i]), self.dtype,
                                  self.attention_impl, name=f"blocks_{i}")
             x = block(x, not train, attention_mask)
+        if not self.final_norm:
+            return x
         return nn.LayerNorm(LAYER_NORM_EPS, dtype=self.dtype, name="norm")(x)
 
 

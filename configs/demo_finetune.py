@@ -1,0 +1,35 @@
+"""Demo fine-tuning on Fashion-MNIST: the demo ViT-Ti/4 at 32 px, 200 steps, batch 64.
+
+At a fifth of an epoch, mixup/cutmix and random erasing only slow learning
+down, so the demo turns them off (mixup_prob = reprob = 0); RandAugment,
+label smoothing, layer decay, drop path and the schedule stay as in the recipe.
+
+python -m symmim_jax.finetune --config=configs/demo_finetune.py \
+    --config.init_from=workdirs/demo --workdir=workdirs/demo_finetune
+
+Without --config.init_from the same run starts from random initialization.
+"""
+from configs import demo, finetune_base
+
+
+def get_config():
+    config = finetune_base.get_config()
+    pretrain = demo.get_config()
+    config.dataset = pretrain.dataset
+    config.input = pretrain.input
+    config.input.crop_scale = (0.35, 1.0)  # 32 px: the Inception crop's 8% is too little
+    config.model = pretrain.model
+    config.model.drop_path = 0.1
+    config.finetune.eval_split = "test"
+    config.batch_size = 64
+    config.epochs = 1
+    config.warmup_epochs = 0.1
+    config.total_steps = 200           # ~13k images, a fifth of an epoch
+    config.finetune.mixup_prob = 0.0
+    config.augment.reprob = 0.0
+    config.optim.base_lr = 1e-3
+    config.optim.base_batch_size = 64
+    config.optim.layer_decay = 0.75
+    config.log_every = 10
+    config.checkpoint_every = 100
+    return config
