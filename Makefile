@@ -21,7 +21,7 @@ $(VENV)/.installed: requirements.txt
 
 # The export extra (torch, timm: ~5.5 GB), for tests/test_export.py only.
 $(VENV)/.installed-export: $(VENV)/.installed requirements-export.txt
-	$(PY) -m pip install --quiet -r requirements-export.txt -c requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-export.txt -c requirements.txt
 	touch $@
 
 $(FASHION_MNIST):
@@ -29,7 +29,7 @@ $(FASHION_MNIST):
 	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist)
 
 test: setup $(VENV)/.installed-export
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 tests
 
 demo: setup
 	$(PY) -m symmim_jax.pretrain --config=configs/demo.py --workdir=$(DEMO_WORKDIR) $(DEMO_ARGS)
