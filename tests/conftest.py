@@ -5,3 +5,16 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+import pytest  # noqa: E402
+from absl import logging  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _restore_absl_verbosity():
+    """CLI mains run in-process quieten absl for their user; tests after them
+    in the same worker still read warnings through caplog."""
+    level = logging.get_verbosity()
+    yield
+    logging.set_verbosity(level)

@@ -80,7 +80,8 @@ def test_epoch_pipeline_is_forced_deterministic(fake_fmnist):
     config = make_config(fake_fmnist)
     builder = data.get_builder(config.dataset)
     ds = data._epoch_dataset(builder, config, epoch=0, process_index=0, process_count=1,
-                             local_batch=6, skip=0)
+                             local_batch=6, skip=0, augment=data.crop_and_flip,
+                             keys=("image",))
     assert ds.options().deterministic is True
 
 
