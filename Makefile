@@ -19,7 +19,7 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-# The export extra (torch, timm: ~5.5 GB), for tests/test_export.py only.
+# The export extra (torch, timm: ~4.6 GB without triton), for tests/test_export.py only.
 $(VENV)/.installed-export: $(VENV)/.installed requirements-export.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-export.txt -c requirements.txt
 	touch $@
