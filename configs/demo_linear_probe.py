@@ -1,4 +1,4 @@
-"""Demo linear probe on Fashion-MNIST: the demo ViT-Ti/4, mean-pooled features of
+"""Demo linear probe on Fashion-MNIST: the demo ViT-XS/4, mean-pooled features of
 the first 10k training images extracted once (no augmentation), 100 epochs of
 the linear layer over them; evaluated on the 10k test images.
 

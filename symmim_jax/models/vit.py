@@ -29,6 +29,7 @@ REMAT_POLICIES = {
 # "mu" is a toy size for tests and smoke runs (big_vision has the same).
 SIZES = {
     "mu": (32, 2, 2),
+    "XS": (128, 6, 4),  # CPU-sized: the demo and experiments/ on 2 cores
     "Ti": (192, 12, 3),
     "S": (384, 12, 6),
     "B": (768, 12, 12),
