@@ -8,7 +8,6 @@
 #   methods   every method's pretraining, probe and fine-tune, plus the from-scratch row
 #   ablation  SymMIM with rec1 / rec1+rec2 / rec1+con ("all three" is the methods row)
 #   ratios    SimMIM random masking at ratios 0.4 and 0.8 (0.6 is the methods row)
-#   finetune-extra  fine-tunes of the ablation and ratio pretrainings
 # A step whose results are already there is skipped, so a stopped group reruns
 # from where it stopped. Run two groups at once on two cores: one process per
 # group uses the cores about as well as one process with both.
@@ -60,9 +59,5 @@ case $group in
       pretrain "simmim-$ratio" --config.method=simmim --config.simmim.mask_ratio="$ratio"
       evaluate probe "simmim-$ratio"
     done ;;
-  finetune-extra)
-    for name in symmim-rec1 symmim-rec1-rec2 symmim-rec1-con simmim-0.4 simmim-0.8; do
-      evaluate finetune "$name"
-    done ;;
-  *) echo "unknown group $group: methods|ablation|ratios|finetune-extra" >&2; exit 2 ;;
+  *) echo "unknown group $group: methods|ablation|ratios" >&2; exit 2 ;;
 esac
