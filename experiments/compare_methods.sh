@@ -6,7 +6,8 @@
 #
 # Usage: experiments/compare_methods.sh GROUP [ROOT]   (ROOT default workdirs/compare)
 #   methods   every method's pretraining, probe and fine-tune, plus the from-scratch row
-#   ablation  SymMIM with rec1 / rec1+rec2 / rec1+con ("all three" is the methods row)
+#   ablation  SymMIM with rec1 / rec1+rec2 / rec1+con ("all three" is the methods row),
+#             probed, then fine-tuned
 #   ratios    SimMIM random masking at ratios 0.4 and 0.8 (0.6 is the methods row)
 # A step whose results are already there is skipped, so a stopped group reruns
 # from where it stopped. Run two groups at once on two cores: one process per
@@ -53,7 +54,10 @@ case $group in
     pretrain symmim-rec1-rec2 --config.symmim.weight_con=0
     evaluate probe symmim-rec1-rec2
     pretrain symmim-rec1-con --config.symmim.weight_rec2=0
-    evaluate probe symmim-rec1-con ;;
+    evaluate probe symmim-rec1-con
+    for name in symmim-rec1 symmim-rec1-rec2 symmim-rec1-con; do
+      evaluate finetune "$name"
+    done ;;
   ratios)
     for ratio in 0.4 0.8; do
       pretrain "simmim-$ratio" --config.method=simmim --config.simmim.mask_ratio="$ratio"
