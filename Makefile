@@ -1,6 +1,7 @@
 # Two entry points on a fresh machine: `make test` and `make demo`.
-# Both create .venv, install the pinned requirements and the Debian
-# Fashion-MNIST files once, then run. Nothing is fetched at run time.
+# Both create .venv, install the pinned requirements, the package itself
+# (editable) and the Debian Fashion-MNIST files once, then run. Nothing is
+# fetched at run time.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,14 +10,17 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_WORKDIR ?= workdirs/demo
 DEMO_ARGS ?=
 
-.PHONY: setup test demo clean
+.PHONY: setup test demo lint clean
 
 setup: $(VENV)/.installed $(FASHION_MNIST)
 
-$(VENV)/.installed: requirements.txt
+# requirements.txt is the whole lock (the direct dependencies of
+# pyproject.toml and everything they need), so the package installs --no-deps.
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 # The export extra (torch, timm: ~4.6 GB without triton), for tests/test_export.py only.
@@ -31,8 +35,12 @@ $(FASHION_MNIST):
 test: setup $(VENV)/.installed-export
 	$(PY) -m pytest -q -n 2 tests
 
+lint: setup
+	$(VENV)/bin/ruff check symmim_jax tests experiments
+	$(VENV)/bin/ruff format --check symmim_jax tests experiments
+
 demo: setup
-	$(PY) -m symmim_jax.pretrain --config=configs/demo.py --workdir=$(DEMO_WORKDIR) $(DEMO_ARGS)
+	$(PY) -m symmim_jax.pretrain --config=symmim_jax/configs/demo.py --workdir=$(DEMO_WORKDIR) $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) workdirs

@@ -1,13 +1,13 @@
 r"""Throughput of the compiled train step, or of the input pipeline alone.
 
-python -m symmim_jax.benchmark --config=configs/symmim_vit_b16.py \
+python -m symmim_jax.benchmark --config=symmim_jax/configs/symmim.py:B/16 \
     --config.batch_size=256 [--config.model.remat=dots] [--steps=20]
-python -m symmim_jax.benchmark --config=configs/demo.py --mode=input
+python -m symmim_jax.benchmark --config=symmim_jax/configs/demo.py --mode=input
 
 Prints one JSON line. `step` mode times the jitted step on one batch already
 on the devices (random uint8 images), after warm-up: images/s, step time,
 FLOPs per step from XLA's cost analysis, TFLOP/s and MFU per device. `input`
-mode times `data.make_pretrain_iterator` alone: images/s per host and per CPU
+mode times `pipeline.make_train_iterator` alone: images/s per host and per CPU
 core. Compare the two to see whether input or compute bounds a run.
 """
 import json
@@ -18,13 +18,15 @@ import time
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags
-import jax
-from ml_collections import config_flags
+from absl import app, flags  # noqa: E402
+import jax  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
-from symmim_jax import data, distributed, methods, optim, sharding, validation
-from symmim_jax.models import vit
-from symmim_jax.train_step import jit_train_step, state_layout
+from symmim_jax import methods  # noqa: E402
+from symmim_jax.data import pipeline  # noqa: E402
+from symmim_jax.models import vit  # noqa: E402
+from symmim_jax.train import distributed, optim, run, sharding  # noqa: E402
+from symmim_jax.train.step import jit_train_step  # noqa: E402
 
 # Dense bf16 peak per chip in TFLOP/s (vendor figures), by device_kind
 # substring; the first match wins, so the more specific names come first.
@@ -52,25 +54,26 @@ def model_flops(config, tx, schedule, mesh, state_sharding, state, batch, key):
     plain = config.copy_and_resolve_references()
     with plain.unlocked():
         plain.model.remat, plain.grad_accum_steps = "none", 1
-    lowered = jit_train_step(plain, methods.build(plain, 1000), tx, schedule, mesh,
-                             state_sharding).lower(state, batch, key)
+    lowered = jit_train_step(plain, methods.build(plain, 1000), tx, schedule,
+                             state_sharding, mesh).lower(state, batch, key)
     return lowered.cost_analysis()["flops"]
 
 
 def time_step(config, steps: int, warmup: int) -> dict:
     mesh = sharding.make_mesh(config.mesh)
     method = methods.build(config, 1000)
-    tx, schedule = optim.make_optimizer(config.optim, config.batch_size, 1000, 100)
-    init, _, state_sharding = state_layout(config, method, tx, mesh)
+    tx, schedule = optim.make_adamw(config.optim, config.batch_size, 1000, 100)
+    init, abstract = run.abstract_state(config, method, tx, mesh)
+    state_sharding = run.shardings_of(abstract)
     state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(0))
     synthetic = config.copy_and_resolve_references()
     with synthetic.unlocked():
-        synthetic.dataset.name = data.SYNTHETIC
-    batch = sharding.global_batch(next(data.make_pretrain_iterator(synthetic)), mesh)
+        synthetic.dataset.name = pipeline.SYNTHETIC
+    batch = sharding.global_batch(next(pipeline.make_train_iterator(synthetic)), mesh)
     key = jax.random.key(1)
     flops = model_flops(config, tx, schedule, mesh, state_sharding, state,
                         batch, key)
-    step = jit_train_step(config, method, tx, schedule, mesh, state_sharding)
+    step = jit_train_step(config, method, tx, schedule, state_sharding, mesh)
     compiled = step.lower(state, batch, key).compile()
     for _ in range(warmup):
         state, metrics = compiled(state, batch, key)
@@ -109,7 +112,7 @@ def time_step(config, steps: int, warmup: int) -> dict:
 
 
 def time_input(config, steps: int, warmup: int) -> dict:
-    batches = data.make_pretrain_iterator(config)
+    batches = pipeline.make_train_iterator(config)
     for _ in range(warmup):
         next(batches)
     start = time.perf_counter()
@@ -124,8 +127,8 @@ def time_input(config, steps: int, warmup: int) -> dict:
 
 
 def benchmark(config, mode: str, steps: int, warmup: int) -> dict:
-    validation.validate(config, num_devices=jax.device_count(),
-                        num_processes=jax.process_count())
+    run.checked(run.check_config, config, jax.device_count(), jax.process_count())
+    run.checked(lambda: methods.get(config.method).check_config(config))
     result = (time_step if mode == "step" else time_input)(config, steps, warmup)
     return {
         "mode": mode, "variant": config.model.variant,
@@ -143,7 +146,7 @@ def main(argv):
         distributed.initialize_from_flags()
         result = benchmark(flags.FLAGS.config, flags.FLAGS.mode, flags.FLAGS.steps,
                            flags.FLAGS.warmup)
-    except (validation.ConfigError, distributed.DistributedError) as err:
+    except (run.ConfigError, distributed.DistributedError) as err:
         sys.exit(f"Config error: {err}")
     if jax.process_index() == 0:
         print(json.dumps(result), flush=True)

@@ -1,98 +1,86 @@
-r"""Linear probing entry point: a frozen encoder, BatchNorm without affine + a
-linear layer, LARS with the MAE schedule (METHOD §5).
+r"""Linear probing: a frozen encoder, BatchNorm without affine + a linear layer,
+LARS with the MAE schedule (docs/METHOD.md §5).
 
-python -m symmim_jax.linear_probe --config=configs/demo_linear_probe.py \
+python -m symmim_jax.linear_probe --config=symmim_jax/configs/demo_linear_probe.py \
     --config.init_from=workdirs/demo --workdir=workdirs/demo_linear_probe
 
 Features are [CLS] or mean-pooled patch tokens (`config.probe.pool`) after the
 last block (through the final norm) or after `config.probe.block`. With
 `config.probe.augment=False` the features of the training split are extracted
 once (evaluation view) and the linear layer trains on them: the fast path.
-With augmentation (crop + flip, as MAE) each step encodes its batch.
+With augmentation (crop + flip, as MAE) each step encodes its batch with the
+frozen encoder, which the state holds as `target_params`; the BatchNorm
+statistics are its `method_state`.
 """
-import functools
 import os
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags
-import flax.linen as nn
-import flax.struct
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
 
-from symmim_jax import (data, evaluation, features, loop, optim, restore, sharding,
-                        validation)
-from symmim_jax.models import vit
-from symmim_jax.train_step import finish_step
-
-loop.define_flags()
+from symmim_jax.data import pipeline  # noqa: E402
+from symmim_jax.evaluation import classification, features  # noqa: E402
+from symmim_jax.models import heads, vit  # noqa: E402
+from symmim_jax.train import checkpoint, cli, loop, optim, run, sharding, step  # noqa: E402
 
 
-@flax.struct.dataclass
-class ProbeState:
-    step: jax.Array
-    params: dict               # the linear head: {'head': ...} (the BatchNorm has none)
-    batch_stats: dict          # BatchNorm running mean and variance
-    opt_state: optax.OptState
-    bad_steps: jax.Array
-    consecutive_bad_steps: jax.Array
-    frozen: dict               # encoder params when each step encodes; {} on the fast path
+class LinearProbe(step.Objective):
+    """Cross-entropy of the head on frozen features: batch["feature"] (fast
+    path) or the features of batch["image"] under the frozen encoder."""
 
+    def __init__(self, encoder: vit.VisionTransformer, probe_config, input_config,
+                 num_classes: int):
+        self.head = heads.LinearClassifier(num_classes)
+        self.extract, self.trim = features.make_extractor(
+            encoder, block=probe_config.block, pool=probe_config.pool,
+            mean=input_config.mean, std=input_config.std)
+        self.encoder, self.width = encoder, encoder.width
+        self.encodes = probe_config.augment  # else the features come extracted
 
-class LinearHead(nn.Module):
-    num_classes: int
+    def init(self, key, images):
+        head_key, encoder_key = jax.random.split(key)
+        variables = self.head.init(head_key, jnp.zeros((2, self.width)), train=False)
+        frozen = (self.trim(self.encoder.init(encoder_key, images)["params"])
+                  if self.encodes else {})
+        return variables["params"], frozen, variables["batch_stats"]
 
-    @nn.compact
-    def __call__(self, feats, *, train: bool):
-        """feats [B, D] -> logits [B, C]; BatchNorm as torch BatchNorm1d(affine=False)."""
-        x = nn.BatchNorm(use_running_average=not train, use_bias=False, use_scale=False,
-                         momentum=0.9, epsilon=1e-6, name="bn")(feats)
-        return nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.01),
-                        name="head")(x)
+    def features(self, frozen, batch):
+        feats = batch.get("feature")
+        if feats is None:
+            feats = jax.lax.stop_gradient(self.extract(frozen, batch["image"]))
+        return feats  # [B, D]
 
-
-def probe_step(state: ProbeState, batch, key, *, head, extract, tx, lr_schedule):
-    """One LARS step of the head on batch["feature"] (fast path) or on the
-    features of batch["image"] -> (state, metrics)."""
-    del key  # nothing random: the encoder is frozen and deterministic
-    feats = batch.get("feature")
-    if feats is None:
-        feats = jax.lax.stop_gradient(extract(state.frozen, batch["image"]))
-
-    def loss_fn(params):
-        logits, updates = head.apply(
-            {"params": params, "batch_stats": state.batch_stats}, feats, train=True,
-            mutable=["batch_stats"])
+    def loss(self, params, batch, key, *, target_params, method_state):
+        logits, updates = self.head.apply(
+            {"params": params, "batch_stats": method_state},
+            self.features(target_params, batch), train=True, mutable=["batch_stats"])
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
-        return loss.mean(), updates["batch_stats"]
+        return step.LossOutput(loss.mean(), {}, observations=updates["batch_stats"])
 
-    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    grad_norm = optax.global_norm(grads)
-    new_state = finish_step(state, jnp.isfinite(loss) & jnp.isfinite(grad_norm),
-                            params=optax.apply_updates(state.params, updates),
-                            batch_stats=batch_stats, opt_state=opt_state)
-    return new_state, {"loss": loss, "lr": lr_schedule(state.step), "grad_norm": grad_norm,
-                       "bad_steps": new_state.bad_steps,
-                       "consecutive_bad_steps": new_state.consecutive_bad_steps}
+    def after_step(self, params, target_params, method_state, observations, step):
+        return target_params, observations, {}
+
+    def logits(self, state, batch):
+        return self.head.apply({"params": state.params, "batch_stats": state.method_state},
+                               self.features(state.target_params, batch), train=False)
 
 
 def feature_batches(feats, labels, batch_size: int, seed: int, start_step: int):
     """Batches of the extracted features forever from `start_step`; the order of
     epoch e is a permutation seeded by (seed, e), so a resume reads the same."""
     steps_per_epoch = len(feats) // batch_size
-    epoch, step = divmod(start_step, steps_per_epoch)
+    epoch, step_in_epoch = divmod(start_step, steps_per_epoch)
     while True:
         (epoch_seed,) = np.random.SeedSequence([seed, epoch]).generate_state(1)
         order = np.random.default_rng(epoch_seed).permutation(len(feats))
-        for i in range(step, steps_per_epoch):
+        for i in range(step_in_epoch, steps_per_epoch):
             idx = order[i * batch_size:(i + 1) * batch_size]
             yield {"feature": feats[idx], "label": labels[idx]}
-        epoch, step = epoch + 1, 0
+        epoch, step_in_epoch = epoch + 1, 0
 
 
 def padded_batches(feats, labels, batch_size: int):
@@ -104,117 +92,101 @@ def padded_batches(feats, labels, batch_size: int):
                "valid": np.pad(np.ones(len(f), np.int32), (0, pad))}
 
 
-def prepare(config, depth: int):
-    """Checks before the workdir is touched -> (number of training examples, classes)."""
-    validation.validate(config, num_devices=jax.device_count(),
-                        num_processes=jax.process_count(), pretraining=False)
-    validation.validate_probe(config, depth)
-    if not config.probe.augment and jax.process_count() > 1:
-        raise validation.ConfigError(
-            "config.probe.augment=False (features extracted once) runs on one process; "
-            "set config.probe.augment=True for multi-process runs.")
-    try:
-        num_examples = data.num_examples(config.dataset)
-        data.num_examples(data.with_split(config.dataset, config.probe.eval_split))
-        num_classes = data.num_classes(config.dataset)
-    except ValueError as err:
-        raise validation.ConfigError(str(err)) from None
-    if config.probe.train_examples and not config.probe.augment:
-        num_examples = min(num_examples, config.probe.train_examples)
-    return num_examples, num_classes
+class LinearProbing(run.Task):
+
+    def check_config(self):
+        """config.optim (LARS) and config.probe (configs/base_probe.py)."""
+        config = self.config
+        optim.check_lars(config.optim)
+        classification.check_config(config)
+        depth = vit.decode_variant(config.model.variant).depth
+        probe = config.probe
+        if probe.pool not in ("cls", "mean"):
+            raise ValueError(f"config.probe.pool={probe.pool!r}: use 'cls' or 'mean'.")
+        if probe.block is not None and not 1 <= probe.block <= depth:
+            raise ValueError(f"config.probe.block={probe.block} must be in 1..{depth} (the "
+                             "encoder's depth) or unset for the last block.")
+        if not probe.augment and jax.process_count() > 1:
+            raise ValueError("config.probe.augment=False (features extracted once) runs on "
+                             "one process; set config.probe.augment=True for multi-process runs.")
 
 
-def train(config, workdir: str):
-    """Trains the linear probe in `workdir`, resuming from its latest checkpoint."""
-    encoder = vit.build_encoder(config.model).clone(drop_path=0.0, parent=None)
-    num_examples, num_classes = prepare(config, encoder.depth)
-    length = loop.run_length(config, num_examples)
-    pretrained, init_info = restore.from_config(config, encoder)
-    manager = loop.open_workdir(workdir, config)
-    if loop.finished(manager, length, workdir):
-        manager.close()
-        return
+    def prepare(self):
+        config = self.config
+        self.encoder = vit.build_encoder(config.model).clone(drop_path=0.0, parent=None)
+        self.num_examples = pipeline.num_examples(config.dataset)
+        pipeline.num_examples(pipeline.with_split(config.dataset, config.probe.eval_split))
+        self.num_classes = pipeline.num_classes(config.dataset)
+        if config.probe.train_examples and not config.probe.augment:
+            self.num_examples = min(self.num_examples, config.probe.train_examples)
+        self.pretrained, self.init_info = checkpoint.load_init_encoder(config, self.encoder)
+        return run.run_length(config, self.num_examples)
 
-    mesh = sharding.data_mesh()
-    if pretrained is None:  # random features: the encoder's init from the seed
-        images = jnp.zeros((1, config.input.image_size, config.input.image_size, 3))
-        pretrained = jax.device_get(encoder.init(
-            jax.random.fold_in(jax.random.key(config.seed), 1), images)["params"])
-    extract, trim = features.make_extractor(
-        encoder, block=config.probe.block, pool=config.probe.pool,
-        mean=config.input.mean, std=config.input.std)
-    frozen = restore.place(trim(pretrained), mesh)
-    head = LinearHead(num_classes)
-    tx, lr_schedule = optim.make_lars(config.optim, config.batch_size,
-                                      length.total_steps, length.warmup_steps)
-    fast = not config.probe.augment
+    def build(self, length, mesh, workdir):
+        config = self.config
+        self.mesh = mesh
+        self.objective = LinearProbe(self.encoder, config.probe, config.input,
+                                     self.num_classes)
+        if self.pretrained is None:  # random features: the encoder's init from the seed
+            images = jnp.zeros((1, config.input.image_size, config.input.image_size, 3))
+            self.pretrained = jax.device_get(self.encoder.init(
+                jax.random.fold_in(jax.random.key(config.seed), 1), images)["params"])
+        self.frozen = self.objective.trim(self.pretrained)
+        tx, lr_schedule = optim.make_lars(config.optim, config.batch_size,
+                                          length.total_steps, length.warmup_steps)
+        accuracy = classification.make_accuracy(self.objective.logits, mesh)
+        self.eval_batches = lambda: pipeline.make_eval_iterator(config,
+                                                                config.probe.eval_split)
+        self.evaluation = classification.Evaluation(
+            workdir, lambda state: (accuracy(state, self.eval_batches()),
+                                    {"params": state.params,
+                                     "batch_stats": state.method_state}),
+            config.eval_every or length.steps_per_epoch, length.total_steps)
+        return self.objective, tx, lr_schedule
 
-    def init(key):
-        variables = head.init(key, jnp.zeros((2, encoder.width)), train=False)
-        zero = jnp.zeros((), jnp.int32)
-        return ProbeState(step=zero, params=variables["params"],
-                          batch_stats=variables["batch_stats"],
-                          opt_state=tx.init(variables["params"]), bad_steps=zero,
-                          consecutive_bad_steps=zero, frozen={} if fast else frozen)
+    def load_pretrained(self, state):
+        return state.replace(target_params=self.frozen) if self.objective.encodes else state
 
-    state, state_sharding, run_key, start, record = loop.make_state(
-        config, init, mesh, manager, workdir)
-    init_info = record["init"] if record else init_info
-    step_fn = loop.jit_step(
-        functools.partial(probe_step, head=head, extract=extract, tx=tx,
-                          lr_schedule=lr_schedule), state_sharding, mesh)
+    def resumed(self, record):
+        self.init_info = record["init"]
 
-    eval_batches = lambda: data.make_eval_iterator(config, config.probe.eval_split)
-    if fast:
-        loop.say(f"Extracting features of {num_examples} training and the "
+    def record(self):
+        return {"init": self.init_info}
+
+    def batches(self, start_step):
+        config = self.config
+        if self.objective.encodes:
+            return pipeline.make_train_iterator(config, start_step=start_step,
+                                                with_label=True)
+        loop.say(f"Extracting features of {self.num_examples} training and the "
                  f"{config.probe.eval_split!r} images once")
-        train_feats = features.extract_all(extract, frozen, data.make_eval_iterator(
-            config, config.dataset.split, limit=num_examples), mesh)
-        test_feats = features.extract_all(extract, frozen, eval_batches(), mesh)
-        batches = feature_batches(*train_feats, config.batch_size, config.seed, start)
-        eval_batches = lambda: padded_batches(*test_feats, config.batch_size)
-    else:
-        batches = data.make_train_iterator(config, start_step=start, with_label=True)
+        frozen = sharding.place(self.frozen, sharding.replicated(self.mesh))
+        extract = lambda batches: features.extract_all(self.objective.extract, frozen,
+                                                       batches, self.mesh)
+        train_feats = extract(pipeline.make_eval_iterator(
+            config, config.dataset.split, limit=self.num_examples))
+        test_feats = extract(self.eval_batches())
+        self.eval_batches = lambda: padded_batches(*test_feats, config.batch_size)
+        return feature_batches(*train_feats, config.batch_size, config.seed, start_step)
 
-    def predict(variables, batch):
-        head_variables, encoder_params = variables
-        feats = batch.get("feature")
-        if feats is None:
-            feats = extract(encoder_params, batch["image"])
-        return head.apply(head_variables, feats, train=False)
-    accuracy = evaluation.make_accuracy(predict, mesh)
+    def evaluate(self, step, state):
+        return self.evaluation(step, state)
 
-    eval_every = config.eval_every or length.steps_per_epoch
-    best = evaluation.BestCheckpoint(workdir)
-    last = {}
+    def finish(self):
+        self.evaluation.write_results(self.init_info, pool=self.config.probe.pool,
+                                      block=self.config.probe.block or self.encoder.depth)
+        if self.evaluation.last:
+            loop.say(f"top-1 {self.evaluation.last['top1']:.4f}, "
+                     f"top-5 {self.evaluation.last['top5']:.4f}")
 
-    def evaluate(step, state):
-        if step % eval_every and step != length.total_steps:
-            return None
-        head_variables = {"params": state.params, "batch_stats": state.batch_stats}
-        result = accuracy((head_variables, {} if fast else frozen), eval_batches())
-        best.update(step, head_variables, result)
-        last.update(step=step, **result)
-        return result
-
-    hooks = loop.Hooks(evaluate=evaluate, record=lambda step: {"init": init_info})
-    try:
-        loop.run(config, workdir, length, manager, state, start,
-                 loop.host_batches_step(step_fn, batches, mesh, run_key), run_key, hooks)
-    finally:
-        best.close()
-    evaluation.write_results(workdir, last, best, init_info, length.total_steps,
-                             pool=config.probe.pool, block=config.probe.block or
-                             encoder.depth)
-    if last:
-        loop.say(f"top-1 {last['top1']:.4f}, top-5 {last['top5']:.4f}")
+    def close(self):
+        self.evaluation.close()
 
 
-def main(argv):
-    del argv
-    loop.main(train, flags.FLAGS)
+def train(config, workdir: str, devices=None):
+    """Trains the linear probe in `workdir`, resuming from its latest checkpoint."""
+    run.run(LinearProbing(config), workdir, devices)
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["config"])
-    app.run(main)
+    cli.launch(train)

@@ -7,8 +7,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-import pytest  # noqa: E402
 from absl import logging  # noqa: E402
+import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

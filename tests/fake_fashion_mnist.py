@@ -3,7 +3,7 @@ import gzip
 
 import numpy as np
 
-from symmim_jax.datasets import fashion_mnist_debian
+from symmim_jax.data import fashion_mnist_debian
 
 
 def write_idx(path, array):

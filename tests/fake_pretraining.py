@@ -3,8 +3,8 @@ directly (no training), for the tests that restore encoders."""
 import jax
 import jax.numpy as jnp
 
-from symmim_jax import checkpoint
 from symmim_jax.models import vit
+from symmim_jax.train import checkpoint
 
 
 def encoder_params(variant: str, image_size: int, seed: int = 0):
@@ -16,7 +16,8 @@ def encoder_params(variant: str, image_size: int, seed: int = 0):
 def vit_config(variant: str):
     import ml_collections
     return ml_collections.ConfigDict(dict(variant=variant, drop_path=0.0,
-                                          dtype="float32", attention_impl=None))
+                                          dtype="float32", attention_impl=None,
+                                          remat="none"))
 
 
 def write_workdir(workdir, encoder, step: int = 7):

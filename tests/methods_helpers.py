@@ -1,9 +1,9 @@
 """Shared set-up and NumPy references for the baseline method tests."""
 import jax
 import numpy as np
+import tiny_config
 
 from symmim_jax import methods
-import tiny_config
 
 
 def build(name, batch=4, **overrides):
@@ -13,9 +13,16 @@ def build(name, batch=4, **overrides):
     config[name].update(overrides)
     method = methods.build(config, total_steps=10)
     images = jax.random.normal(jax.random.key(0), (batch, 16, 16, 3))
-    params, target = method.init(jax.random.key(1), images)
-    assert target == {}
+    params, target, state = method.init(jax.random.key(1), images)
+    assert target == {} and state == {}
     return method, params, images
+
+
+def pretrain_loss(method, params, images, key, target_params=None):
+    """-> (loss, metrics) of `method` on normalized images, as the step calls it."""
+    out = method.loss(params, {"image": images}, key, target_params=target_params or {},
+                      method_state={})
+    return out.loss, out.metrics
 
 
 def patchify(images, p=4):

@@ -2,7 +2,7 @@
 import numpy as np
 import tensorflow as tf
 
-from symmim_jax import augment
+from symmim_jax.data import augment
 
 
 def _image():

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from symmim_jax import avgdist
+from symmim_jax.figures import avgdist
 
 
 def _mask(shape, masked):

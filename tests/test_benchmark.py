@@ -2,10 +2,10 @@
 import jax
 import jax.numpy as jnp
 import pytest
-
-from symmim_jax import benchmark, methods, optim, sharding
-from symmim_jax.train_step import state_layout
 import tiny_config
+
+from symmim_jax import benchmark, methods
+from symmim_jax.train import optim, run, sharding
 
 
 @pytest.mark.parametrize("kind, peak", [
@@ -21,8 +21,9 @@ def _flops(**overrides):
     config.update_from_flattened_dict(overrides)
     mesh = sharding.make_mesh(config.mesh)
     method = methods.build(config, 10)
-    tx, schedule = optim.make_optimizer(config.optim, config.batch_size, 10, 1)
-    _, abstract, shardings = state_layout(config, method, tx, mesh)
+    tx, schedule = optim.make_adamw(config.optim, config.batch_size, 10, 1)
+    _, abstract = run.abstract_state(config, method, tx, mesh)
+    shardings = run.shardings_of(abstract)
     batch = {"image": jax.ShapeDtypeStruct((config.batch_size, 16, 16, 3), jnp.uint8)}
     return benchmark.model_flops(config, tx, schedule, mesh, shardings, abstract, batch,
                                  jax.random.key(0))

@@ -1,8 +1,8 @@
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
-import ml_collections
 
 from symmim_jax.models import decoder
 

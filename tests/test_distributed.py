@@ -9,9 +9,10 @@ import sys
 import jax
 import numpy as np
 import pytest
-
-from symmim_jax import checkpoint, distributed, optim, pretrain
 import tiny_config
+
+from symmim_jax import pretrain
+from symmim_jax.train import checkpoint, distributed, optim
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 3

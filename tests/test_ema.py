@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from symmim_jax import ema
+from symmim_jax.ops import ema
 
 
 def test_ema_update_matches_formula_and_skips_online_only_subtrees():

@@ -5,8 +5,10 @@ import jax
 import numpy as np
 import pytest
 
-from symmim_jax import checkpoint, export
+from symmim_jax import export
+from symmim_jax.interop import timm_vit
 from symmim_jax.models import vit
+from symmim_jax.train import checkpoint
 
 NUM_CLASSES = 5
 
@@ -70,7 +72,7 @@ def finetuning_run(tmp_path_factory):
 def test_state_dict_layout_against_numpy():
     """The mapping on its own: fused qkv, proj, patch kernel and the [CLS] slot."""
     params = random_params("mu/4", classifier=True)
-    state = export.state_dict(params, 16)
+    state = timm_vit.state_dict(params, 16)
     block = params["encoder"]["blocks_1"]["attn"]
     x = np.random.default_rng(0).normal(size=(3, 32)).astype(np.float32)
     qkv = np.einsum("td,dshk->tshk", x, block["qkv"]["kernel"]) + block["qkv"]["bias"]
@@ -97,12 +99,12 @@ def test_every_preset_maps_onto_its_timm_model(variant):
     shapes = param_shapes(variant, classifier=True)
     # Zero-stride arrays: the mapping's views and reshapes allocate nothing.
     params = jax.tree.map(lambda leaf: np.broadcast_to(np.float32(0), leaf.shape), shapes)
-    model = export.timm_model(export.architecture(params["encoder"]), 224,
+    model = timm_vit.timm_model(timm_vit.architecture(params["encoder"]), 224,
                               num_classes=NUM_CLASSES, mean_pool=True)
     assert model.kwargs == {"num_classes": NUM_CLASSES, "global_pool": "avg"}
     with torch.device("meta"):
         expected = timm.create_model(model.name, **model.kwargs).state_dict()
-    mapped = export.state_dict(params, 224)
+    mapped = timm_vit.state_dict(params, 224)
     assert ({name: value.shape for name, value in mapped.items()}
             == {name: tuple(value.shape) for name, value in expected.items()})
 
@@ -116,29 +118,29 @@ def test_every_preset_maps_onto_its_timm_model(variant):
 def test_timm_loads_strictly_and_matches(variant, image_size, what, classifier, suffix,
                                          tmp_path):
     pytest.importorskip("timm")
-    params = export.exported_params(random_params(variant, classifier=classifier),
+    params = timm_vit.exported_params(random_params(variant, classifier=classifier),
                                     what)
-    model = export.timm_model(export.architecture(params["encoder"]), image_size,
+    model = timm_vit.timm_model(timm_vit.architecture(params["encoder"]), image_size,
                               num_classes=NUM_CLASSES if what == "classifier" else 0,
                               mean_pool=classifier)
     path = str(tmp_path / f"model{suffix}")
-    export.write(export.state_dict(params, image_size), path)
-    differences = export.verify(params, model, path)
+    timm_vit.write(timm_vit.state_dict(params, image_size), path)
+    differences = timm_vit.verify(params, model, path)
     assert set(differences) == {"features", "pooled"} | ({"logits"} if what == "classifier"
                                                          else set())
-    assert max(differences.values()) <= export.TOLERANCE, differences
+    assert max(differences.values()) <= timm_vit.TOLERANCE, differences
     if variant == "Ti/16":  # a timm preset: no architecture arguments
         assert model.name == "vit_tiny_patch16_224"
         assert set(model.kwargs) <= {"num_classes", "global_pool"}
 
 
 def test_a_named_timm_model_sets_the_image_size():
-    arch = export.architecture(random_params("Ti/16", classifier=False)["encoder"])
-    model = export.timm_model(arch, 224, num_classes=0, mean_pool=False,
+    arch = timm_vit.architecture(random_params("Ti/16", classifier=False)["encoder"])
+    model = timm_vit.timm_model(arch, 224, num_classes=0, mean_pool=False,
                               timm_name="vit_tiny_patch16_384.augreg_in21k_ft_in1k")
     assert (model.image_size, model.kwargs) == (384, {"num_classes": 0})
     with pytest.raises(ValueError, match="is ViT-S/16 .* but the checkpoint holds width"):
-        export.timm_model(arch, 224, num_classes=0, mean_pool=False,
+        timm_vit.timm_model(arch, 224, num_classes=0, mean_pool=False,
                           timm_name="vit_small_patch16_224")
 
 
@@ -166,7 +168,7 @@ def test_cli_exports_a_finetuning_checkpoint_as_pth(finetuning_run, tmp_path, ca
 
 def test_cli_verify_fails_on_wrong_weights(pretraining_run, tmp_path, monkeypatch):
     pytest.importorskip("timm")
-    mapped = export.state_dict
+    mapped = timm_vit.state_dict
 
     def swapped_qkv(*args):  # q and k of block 0 exchanged: still loads strictly
         state = mapped(*args)
@@ -175,7 +177,7 @@ def test_cli_verify_fails_on_wrong_weights(pretraining_run, tmp_path, monkeypatc
             [weight[32:64], weight[:32], weight[64:]])
         return state
 
-    monkeypatch.setattr(export, "state_dict", swapped_qkv)
+    monkeypatch.setattr(timm_vit, "state_dict", swapped_qkv)
     with pytest.raises(SystemExit, match=r"--verify failed: max abs difference"):
         export.main([f"--checkpoint={pretraining_run}",
                      f"--out={tmp_path / 'bad.safetensors'}", "--verify"])

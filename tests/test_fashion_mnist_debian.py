@@ -1,10 +1,10 @@
 """The fashion_mnist_debian TFDS builder, on a tiny fake IDX set."""
+from fake_fashion_mnist import write_fake_set, write_idx
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from symmim_jax.datasets import fashion_mnist_debian
-from fake_fashion_mnist import write_fake_set, write_idx
+from symmim_jax.data import fashion_mnist_debian
 
 # Offline: don't ask GCS for a pre-built copy.
 NO_GCS = tfds.download.DownloadConfig(try_download_gcs=False)

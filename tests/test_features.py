@@ -1,12 +1,13 @@
 """Frozen-encoder features: a chosen block's tokens, deterministic extraction."""
+from fake_pretraining import encoder_params, vit_config
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fake_pretraining import encoder_params, vit_config
-from symmim_jax import features, sharding
+from symmim_jax.evaluation import features
 from symmim_jax.models import vit
+from symmim_jax.train import sharding
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def test_extraction_is_deterministic_and_drops_padding(encoder_and_params):
     labels = rng.integers(0, 10, 13)
     extract, trim = features.make_extractor(encoder, pool="cls", mean=(0.5,) * 3,
                                             std=(0.25,) * 3)
-    mesh = sharding.data_mesh()
+    mesh = sharding.make_mesh()
     first = features.extract_all(extract, trim(params), _batches(images, labels, 8), mesh)
     second = features.extract_all(extract, trim(params), _batches(images, labels, 8), mesh)
     np.testing.assert_array_equal(first[0], second[0])

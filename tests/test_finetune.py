@@ -4,17 +4,18 @@ import functools
 import json
 import os
 
+from fake_fashion_mnist import write_fake_set
+from fake_pretraining import encoder_params, write_workdir
 import jax
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
-
-from fake_fashion_mnist import write_fake_set
-from fake_pretraining import encoder_params, write_workdir
-from symmim_jax import finetune, validation
-from symmim_jax.train_step import init_state, train_step
 import tiny_config
+
+from symmim_jax import finetune
+from symmim_jax.train import checkpoint, loop, optim, run
+from symmim_jax.train.step import init_state, train_step
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_loss():
     rng = np.random.default_rng(0)
     batch = {"image": rng.integers(0, 256, (8, 16, 16, 3), np.uint8),
              "label": rng.integers(0, 4, 8)}
-    step = jax.jit(functools.partial(train_step, method=method, tx=tx,
+    step = jax.jit(functools.partial(train_step, objective=method, tx=tx,
                                      lr_schedule=schedule, mean=(0.5,) * 3,
                                      std=(0.25,) * 3))
     losses = []
@@ -90,14 +91,11 @@ def test_step_zero_holds_the_pretrained_encoder(fake_source, tmp_path, monkeypat
     config = small_config(fake_source, tmp_path / "tfds")
     config.init_from = write_workdir(tmp_path / "pre", saved)
     seen = {}
-    real_run = finetune.loop.run
 
     def capture(config, workdir, length, manager, state, *args, **kwargs):
         seen["encoder"] = jax.device_get(state.params["encoder"])
-        manager.close()
-    monkeypatch.setattr(finetune.loop, "run", capture)
+    monkeypatch.setattr(loop, "run", capture)
     finetune.train(config, str(tmp_path / "ft"))
-    assert real_run is not capture
     trimmed = {k: v for k, v in saved.items() if k != "norm"}
     for a, b in zip(jax.tree.leaves(seen["encoder"]), jax.tree.leaves(trimmed)):
         np.testing.assert_array_equal(a, b)
@@ -106,6 +104,27 @@ def test_step_zero_holds_the_pretrained_encoder(fake_source, tmp_path, monkeypat
 def test_wrong_encoder_size_stops_before_the_workdir(fake_source, tmp_path):
     config = small_config(fake_source, tmp_path / "tfds")
     config.init_from = write_workdir(tmp_path / "pre", encoder_params("mu/8", 16))
-    with pytest.raises(validation.ConfigError, match="patch 8.*patch 4"):
+    with pytest.raises(run.ConfigError, match="patch 8.*patch 4"):
         finetune.train(config, str(tmp_path / "ft"))
     assert not os.path.exists(tmp_path / "ft")
+
+
+def test_fsdp_and_accumulation_on_8_devices_equal_one_device(fake_source, tmp_path, capsys):
+    """config.mesh and grad_accum_steps are honoured: parameters split over 2
+    fsdp shards x 4 data shards, 2 micro-batches, give the run of one device."""
+    config = small_config(fake_source, tmp_path / "tfds")
+    config.update_from_flattened_dict({
+        "batch_size": 16, "grad_accum_steps": 2, "total_steps": 2, "eval_every": 2,
+        "finetune.mixup_prob": 0.0, "model.drop_path": 0.0})
+    finetune.train(config, str(tmp_path / "one"), devices=jax.devices()[:1])
+    config.mesh.fsdp, config.mesh.fsdp_min_size = 2, 0
+    finetune.train(config, str(tmp_path / "eight"))
+    assert "on 8 devices (mesh data=4 x fsdp=2" in capsys.readouterr().out
+    one, eight = (checkpoint.load_params(str(tmp_path / name))[0] for name in ("one", "eight"))
+    lr = optim.peak_learning_rate(config.optim, config.batch_size)
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(eight)):
+        # Adam's first steps are +-lr where a gradient is float noise (test_step).
+        np.testing.assert_allclose(a, b, atol=2 * lr)
+    results = [json.loads((tmp_path / name / "results.json").read_text())
+               for name in ("one", "eight")]
+    assert abs(results[0]["top1"] - results[1]["top1"]) <= 1 / 12

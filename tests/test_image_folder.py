@@ -8,10 +8,10 @@ import ml_collections
 import numpy as np
 from PIL import Image
 import pytest
-
-from symmim_jax import data, pretrain
-from symmim_jax.datasets import image_folder
 import tiny_config
+
+from symmim_jax import pretrain
+from symmim_jax.data import image_folder, pipeline
 
 RNG = np.random.default_rng(0)
 
@@ -78,14 +78,14 @@ def make_config(root, split="train", data_dir=None, batch_size=4, **input_overri
 
 def take(config, n, **kwargs):
     kwargs = {"process_index": 0, "process_count": 1, **kwargs}
-    return [b["image"] for b in itertools.islice(data.make_pretrain_iterator(config, **kwargs), n)]
+    return [b["image"] for b in itertools.islice(pipeline.make_train_iterator(config, **kwargs), n)]
 
 
 def test_bad_files_are_skipped_and_reported(root, caplog):
     config = make_config(root)
-    folder = data.get_builder(config.dataset)
+    folder = pipeline.get_builder(config.dataset)
     assert sorted(folder.files) == sorted(GOOD)
-    assert data.num_examples(config.dataset) == len(GOOD)
+    assert pipeline.num_examples(config.dataset) == len(GOOD)
     reasons = dict(folder.skipped)
     assert sorted(reasons) == sorted(BAD)
     assert "Invalid JPEG data" in reasons["cat/truncated.jpg"]
@@ -146,18 +146,18 @@ def test_index_is_reused_until_the_folder_changes(tmp_path, counted_checks, in_d
     data_dir = tmp_path / "tfds" if in_data_dir else None
     config = make_config(root, data_dir=data_dir and str(data_dir), batch_size=1)
 
-    first = data.get_builder(config.dataset)
+    first = pipeline.get_builder(config.dataset)
     assert len(counted_checks) == 1 + len(BAD)
     if in_data_dir:
         assert os.path.dirname(first.index_path) == str(data_dir / "image_folder_index")
         assert not (root / ".symmim_index").exists()
     else:
         assert first.index_path == str(root / ".symmim_index" / "train.json")
-    assert data.get_builder(config.dataset) == first  # From the index: nothing decoded.
+    assert pipeline.get_builder(config.dataset) == first  # From the index: nothing decoded.
     assert len(counted_checks) == 1 + len(BAD)
 
     write_files(root / "train", {"b/y.png": GOOD["cat/rgb.PNG"]})
-    assert data.get_builder(config.dataset).files == ("a/x.jpg", "b/y.png")
+    assert pipeline.get_builder(config.dataset).files == ("a/x.jpg", "b/y.png")
     assert len(counted_checks) == 2 * (1 + len(BAD)) + 1
 
 
@@ -165,7 +165,7 @@ def test_unwritable_index_location_only_warns(tmp_path, caplog):
     write_files(tmp_path / "train", {"x.jpg": GOOD["cat/rgb.jpg"]})
     (tmp_path / "not_a_dir").write_text("")
     config = make_config(tmp_path, data_dir=str(tmp_path / "not_a_dir"))
-    folder = data.get_builder(config.dataset)
+    folder = pipeline.get_builder(config.dataset)
     assert folder.files == ("x.jpg",) and folder.index_path is None
     assert "Cannot write the image index" in caplog.text
 
@@ -174,7 +174,7 @@ def test_images_above_max_pixels_are_skipped(tmp_path, monkeypatch):
     write_files(tmp_path / "train", {"small.png": GOOD["cat/rgb.PNG"],
                                      "large.png": GOOD["dog/large.png"]})
     monkeypatch.setattr(image_folder, "MAX_PIXELS", 32 * 24)
-    folder = data.get_builder(make_config(tmp_path).dataset)
+    folder = pipeline.get_builder(make_config(tmp_path).dataset)
     assert folder.files == ("small.png",)
     assert folder.skipped == (("large.png", "too large: 3000x2000 pixels > MAX_PIXELS=768"),)
 
@@ -189,7 +189,7 @@ def test_clear_errors(root, manual_dir, split, message):
     config = make_config(root, split=split)
     config.dataset.manual_dir = manual_dir and str(root / manual_dir)
     with pytest.raises(ValueError, match=message):
-        data.num_examples(config.dataset)
+        pipeline.num_examples(config.dataset)
 
 
 def test_pretraining_on_a_folder_with_bad_files_completes(root, tmp_path, caplog):

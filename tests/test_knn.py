@@ -1,6 +1,14 @@
-import numpy as np
+import types
 
-from symmim_jax import knn
+from fake_fashion_mnist import write_fake_set
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tiny_config
+
+from symmim_jax.evaluation import knn
+from symmim_jax.models import vit
+from symmim_jax.train import sharding
 
 
 def _reference(train, train_labels, test, num_classes, k, temperature):
@@ -33,14 +41,6 @@ def test_separable_clusters_are_found():
 
 
 def test_monitor_scores_the_online_encoder_every_n_steps(tmp_path):
-    import types
-    import jax
-    import jax.numpy as jnp
-    from fake_fashion_mnist import write_fake_set
-    from symmim_jax import sharding
-    from symmim_jax.models import vit
-    import tiny_config
-
     write_fake_set(tmp_path, num_train=40, num_test=8)
     config = tiny_config.get_config()
     config.dataset.manual_dir = str(tmp_path)
@@ -50,12 +50,12 @@ def test_monitor_scores_the_online_encoder_every_n_steps(tmp_path):
     encoder = vit.build_encoder(config.model)
     params = encoder.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))["params"]
     state = types.SimpleNamespace(params={"encoder": params})
-    evaluate = knn.monitor(config, encoder, sharding.data_mesh())
+    evaluate = knn.monitor(config, encoder, sharding.make_mesh())
     assert evaluate(2, state) is None
     first, second = evaluate(3, state), evaluate(6, state)
     assert first == second and 0.0 <= first["knn_top1"] <= 1.0
     # Held-out = training images: every query finds itself among its neighbours.
     config.knn.update(test_split="train", test_examples=40, k=1)
-    assert knn.monitor(config, encoder, sharding.data_mesh())(3, state)["knn_top1"] == 1.0
+    assert knn.monitor(config, encoder, sharding.make_mesh())(3, state)["knn_top1"] == 1.0
     config.knn.every = 0
-    assert knn.monitor(config, encoder, sharding.data_mesh()) is None
+    assert knn.monitor(config, encoder, sharding.make_mesh()) is None

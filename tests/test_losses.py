@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from symmim_jax import losses
+from symmim_jax.ops import losses
 
 
 def _np_masked(pred, target, mask, power):

@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from symmim_jax import masking
+from symmim_jax.ops import masking
 
 # Jitted once per shape: far faster than eager op-by-op dispatch on CPU.
 # test_*_jit_matches_eager compare them with the eager functions.

@@ -3,11 +3,13 @@
 (bfloat16 compute of every method: tests/test_configs.py runs the presets.)
 """
 import jax
+from methods_helpers import pretrain_loss
 import numpy as np
 import pytest
-
-from symmim_jax import methods, sharding
 import tiny_config
+
+from symmim_jax import methods
+from symmim_jax.train import sharding
 
 
 def _method(name):
@@ -22,12 +24,12 @@ def test_sharded_loss_and_gradients_equal_single_device(name):
     device boundaries: the result must not depend on the device count."""
     method = _method(name)
     images = np.asarray(jax.random.normal(jax.random.key(3), (8, 16, 16, 3)))
-    params, _ = method.init(jax.random.key(4), images)
+    params, _, _ = method.init(jax.random.key(4), images)
 
     def value_and_grad(devices):
-        mesh = sharding.data_mesh(devices)
+        mesh = sharding.make_mesh(None, devices)
         batch = jax.device_put(images, sharding.batch_sharding(mesh))
-        loss = lambda p, x: method.loss(p, {}, x, jax.random.key(5))[0]
+        loss = lambda p, x: pretrain_loss(method, p, x, jax.random.key(5))[0]
         return jax.device_get(jax.jit(jax.value_and_grad(loss))(params, batch))
 
     (loss1, grads1), (loss8, grads8) = (value_and_grad(d) for d in

@@ -1,12 +1,12 @@
 import jax
 import jax.numpy as jnp
+from methods_helpers import build, masked_mean, norm_pix, patchify, pretrain_loss
 import numpy as np
 import pytest
+import tiny_config
 
 from symmim_jax.methods import ccmim
 from symmim_jax.models import vit
-from methods_helpers import build, masked_mean, norm_pix, patchify
-import tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_cls_infonce_matches_eq7_and_stops_the_teacher_gradient():
 def test_loss_is_mse_plus_lambda_infonce(setup):
     method, params, images = setup
     key = jax.random.key(4)
-    loss, terms = method.loss(params, {}, images, key)
+    loss, terms = pretrain_loss(method, params, images, key)
     mask = method.select(params, images, jax.random.split(key)[0])
     pred = np.asarray(method.reconstruct(params, images, mask), np.float64)
     want_rec = masked_mean(np.square(pred - norm_pix(patchify(images))), mask)
@@ -87,4 +87,4 @@ def test_check_config_names_the_field(field, value):
     config.method = "ccmim"
     config.ccmim[field] = value
     with pytest.raises(ValueError, match=f"config.ccmim.{field}"):
-        ccmim.check_config(config)
+        ccmim.CCMIM.check_config(config)

@@ -1,11 +1,11 @@
 import jax
 import jax.numpy as jnp
+from methods_helpers import build, masked_mean, norm_pix, patchify, pretrain_loss
 import numpy as np
 import pytest
+import tiny_config
 
 from symmim_jax.methods import mixmim
-from methods_helpers import build, masked_mean, norm_pix, patchify
-import tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_attention_mask_blocks_cross_image_attention(setup):
 def test_loss_is_dual_mse_to_normalized_pixels(setup):
     method, params, images = setup
     key = jax.random.key(4)
-    loss, terms = method.loss(params, {}, images, key)
+    loss, terms = pretrain_loss(method, params, images, key)
     (mask,) = method.masks(jax.random.split(key)[0], 3)
     own, partner = (np.asarray(p, np.float64) for p in
                     method.dual_predictions(params, images, mask, train=False))
@@ -73,4 +73,4 @@ def test_check_config_names_the_field(field, value):
     config.method = "mixmim"
     config.mixmim[field] = value
     with pytest.raises(ValueError, match=f"config.mixmim.{field}"):
-        mixmim.check_config(config)
+        mixmim.MixMIM.check_config(config)

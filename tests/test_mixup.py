@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from symmim_jax import mixup
+from symmim_jax.data import mixup
 
 
 def _batch(batch=6, size=8):

@@ -5,8 +5,8 @@ import numpy as np
 import optax
 import pytest
 
-from symmim_jax import optim
 from symmim_jax.models import vit
+from symmim_jax.train import optim
 
 
 def _optim_config(**overrides):
@@ -29,7 +29,7 @@ def test_weight_decay_mask_on_vit_params():
 
 
 def test_lr_scales_with_batch_and_follows_warmup_cosine():
-    _, schedule = optim.make_optimizer(_optim_config(), batch_size=512, total_steps=100,
+    _, schedule = optim.make_adamw(_optim_config(), batch_size=512, total_steps=100,
                                        warmup_steps=10)
     peak = 8e-4 * 512 / 2048
     assert float(schedule(0)) == 0.0
@@ -40,7 +40,7 @@ def test_lr_scales_with_batch_and_follows_warmup_cosine():
 
 
 def test_weight_decay_applies_only_where_masked():
-    tx, _ = optim.make_optimizer(_optim_config(weight_decay=0.5, base_lr=1.0,
+    tx, _ = optim.make_adamw(_optim_config(weight_decay=0.5, base_lr=1.0,
                                                base_batch_size=1), 1, 10, 0)
     params = {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones((2,))}}
     zeros = jax.tree.map(jnp.zeros_like, params)
@@ -51,7 +51,7 @@ def test_weight_decay_applies_only_where_masked():
 
 
 def test_gradients_are_clipped_before_adam():
-    tx, _ = optim.make_optimizer(_optim_config(grad_clip_norm=5.0), 2048, 10, 1)
+    tx, _ = optim.make_adamw(_optim_config(grad_clip_norm=5.0), 2048, 10, 1)
     params = {"w": jnp.zeros((4,))}
     grads = {"w": jnp.array([30.0, 40.0, 0.0, 0.0])}  # norm 50
     _, state = tx.update(grads, tx.init(params), params)
@@ -69,15 +69,11 @@ def _classifier_params(depth=3):
         jax.random.key(0), jnp.zeros((1, 8, 8, 3)))["params"]
 
 
-def test_layer_decay_scales_follow_the_formula():
-    """decay ** (depth + 1 - layer): embeddings at layer 0, block i at i + 1,
-    fc_norm and head at depth + 1 (BEiT)."""
-    depth, decay = 3, 0.65
-    scales = optim.layer_decay_scales(_classifier_params(depth), depth, decay)
-    flat = {"/".join(str(k.key) for k in path): value
-            for path, value in jax.tree_util.tree_flatten_with_path(scales)[0]}
-    for name, value in flat.items():
-        parts = name.split("/")
+def _expected_scales(params, depth, decay):
+    """decay ** (depth + 1 - layer) by name: embeddings and tokens at layer 0,
+    block i at i + 1, fc_norm and head at depth + 1 (BEiT)."""
+    def scale(path, _):
+        parts = [str(k.key) for k in path]
         if parts[1] in ("patch_embed", "cls_token", "mask_token"):
             layer = 0
         elif parts[1].startswith("blocks_"):
@@ -85,10 +81,23 @@ def test_layer_decay_scales_follow_the_formula():
         else:
             assert parts[0] in ("fc_norm", "head")
             layer = depth + 1
-        assert value == pytest.approx(decay ** (depth + 1 - layer)), name
-    assert flat["encoder/patch_embed/kernel"] == pytest.approx(decay ** 4)
-    assert flat["encoder/blocks_2/mlp/fc2/bias"] == pytest.approx(decay)
-    assert flat["head/kernel"] == 1.0
+        return decay ** (depth + 1 - layer)
+    return jax.tree_util.tree_map_with_path(scale, params)
+
+
+def test_layer_decay_scales_follow_the_formula():
+    depth, decay = 3, 0.65
+    params = _classifier_params(depth)
+    tx = optim.layer_decay(depth, decay)
+    ones = jax.tree.map(jnp.ones_like, params)
+    scaled, _ = tx.update(ones, tx.init(params), params)
+    for got, want in zip(jax.tree.leaves(scaled), jax.tree.leaves(
+            _expected_scales(params, depth, decay))):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert float(scaled["encoder"]["patch_embed"]["kernel"].max()) == pytest.approx(decay ** 4)
+    assert float(scaled["encoder"]["blocks_2"]["mlp"]["fc2"]["bias"].max()) == pytest.approx(
+        decay)
+    assert float(scaled["head"]["kernel"].max()) == 1.0
 
 
 def test_layer_decay_scales_each_update_of_adamw():
@@ -96,14 +105,13 @@ def test_layer_decay_scales_each_update_of_adamw():
     params = _classifier_params()
     grads = jax.tree.map(lambda p: jnp.full_like(p, 0.3), params)
     config = _optim_config(layer_decay=0.5, grad_clip_norm=0.0)
-    decayed, _ = optim.make_finetune_optimizer(config, 2048, 10, 2, depth=3)
-    plain, _ = optim.make_optimizer(config, 2048, 10, 2)
+    decayed, _ = optim.make_finetune_adamw(config, 2048, 10, 2, depth=3)
+    plain, _ = optim.make_adamw(config, 2048, 10, 2)
     # The second step: at the first the warm-up lr is 0.
     step = lambda tx: tx.update(grads, tx.update(grads, tx.init(params), params)[1],
                                 params)[0]
     up_decayed, up_plain = step(decayed), step(plain)
-    scales = optim.layer_decay_scales(params, 3, 0.5)
     for a, b, s in zip(jax.tree.leaves(up_decayed), jax.tree.leaves(up_plain),
-                       jax.tree.leaves(scales)):
+                       jax.tree.leaves(_expected_scales(params, 3, 0.5))):
         np.testing.assert_allclose(a, b * s, rtol=1e-6)
     assert float(jnp.abs(jax.tree.leaves(up_plain)[0]).max()) > 0

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from symmim_jax import patches
+from symmim_jax.ops import patches
 
 
 def _np_patchify(images, patch):
@@ -85,3 +85,12 @@ def test_patchify_jit():
     fn = jax.jit(patches.pixel_targets, static_argnums=(1, 2))
     np.testing.assert_array_equal(fn(images, 4, False),
                                   patches.pixel_targets(images, 4, False))
+
+
+def test_normalize_matches_numpy():
+    images = np.random.default_rng(0).integers(0, 256, (2, 3, 3, 3), dtype=np.uint8)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    got = patches.normalize(images, mean, std)
+    want = (images / 255.0 - np.array(mean)) / np.array(std)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)

@@ -2,8 +2,8 @@
 import json
 import os
 
-from symmim_jax.metrics import MetricWriter
-from symmim_jax.paths import as_path
+from symmim_jax.train.metrics import MetricWriter
+from symmim_jax.train.paths import as_path
 
 
 def test_local_paths_become_absolute_and_urls_stay(tmp_path, monkeypatch):

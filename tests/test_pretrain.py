@@ -7,16 +7,18 @@ import shutil
 import subprocess
 import sys
 
+from fake_fashion_mnist import write_fake_set
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 import tensorflow as tf
-
-from configs import demo
-from fake_fashion_mnist import write_fake_set
-from symmim_jax import data, pretrain, validation
 import tiny_config
+
+from symmim_jax import pretrain
+from symmim_jax.configs import demo
+from symmim_jax.data import pipeline
+from symmim_jax.train import run
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +79,8 @@ def snapshot(workdir):
 
 
 def crash_after(num_batches):
-    """A make_pretrain_iterator whose input dies after `num_batches` batches."""
-    make = data.make_pretrain_iterator
+    """A make_train_iterator whose input dies after `num_batches` batches."""
+    make = pipeline.make_train_iterator
 
     def make_crashing(*args, **kwargs):
         batches = make(*args, **kwargs)
@@ -95,7 +97,7 @@ def test_resumed_run_equals_uninterrupted_run(config, tmp_path, capsys, monkeypa
 
     resumed = str(tmp_path / "resumed")
     with monkeypatch.context() as patch:
-        patch.setattr(data, "make_pretrain_iterator", crash_after(7))
+        patch.setattr(pipeline, "make_train_iterator", crash_after(7))
         with pytest.raises(RuntimeError, match="simulated crash"):
             pretrain.train(config, resumed)
     assert saved_steps(resumed) == [4, 6]
@@ -154,7 +156,7 @@ def test_failed_start_leaves_the_workdir_untouched(finished_run, tmp_path, field
         node = node[name]
     node[leaf] = value
     config.total_steps = 4
-    with pytest.raises(validation.ConfigError, match=re.escape(message)):
+    with pytest.raises(run.ConfigError, match=re.escape(message)):
         pretrain.train(config, workdir)
     assert snapshot(workdir) == before
 
@@ -162,7 +164,7 @@ def test_failed_start_leaves_the_workdir_untouched(finished_run, tmp_path, field
 def test_workdir_that_cannot_be_created_is_named(finished_run, tmp_path):
     config = copy.deepcopy(finished_run[0])
     (tmp_path / "a_file").write_text("")
-    with pytest.raises(validation.ConfigError, match="cannot be created"):
+    with pytest.raises(run.ConfigError, match="cannot be created"):
         pretrain.train(config, str(tmp_path / "a_file" / "run"))
 
 
@@ -171,14 +173,14 @@ def test_imagenet_without_manual_dir_fails_before_writing(tmp_path):
     config.dataset.name = "imagenet2012"
     config.dataset.data_dir = str(tmp_path / "tfds")
     config.dataset.manual_dir = str(tmp_path / "missing")
-    with pytest.raises(validation.ConfigError, match="config.dataset.manual_dir"):
+    with pytest.raises(run.ConfigError, match="config.dataset.manual_dir"):
         pretrain.train(config, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
 
 
 def test_cli_reports_a_bad_config_in_one_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "symmim_jax.pretrain", "--config=configs/demo.py",
+        [sys.executable, "-m", "symmim_jax.pretrain", "--config=symmim_jax/configs/demo.py",
          "--config.symmim.online_cell_size=6", f"--workdir={tmp_path / 'run'}"],
         capture_output=True, text=True, timeout=300,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

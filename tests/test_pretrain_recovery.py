@@ -9,13 +9,15 @@ import subprocess
 import sys
 import time
 
+from fake_fashion_mnist import write_fake_set
 import jax
 import numpy as np
 import pytest
-
 import tiny_config
-from fake_fashion_mnist import write_fake_set
-from symmim_jax import checkpoint, data, pretrain
+
+from symmim_jax import pretrain
+from symmim_jax.data import pipeline
+from symmim_jax.train import checkpoint, loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,7 +58,7 @@ def test_non_finite_steps_are_skipped_then_the_run_stops(config, tmp_path):
     config.debug.nan_at_steps = (3,)
     config.total_steps = 4
     pretrain.train(config, str(tmp_path / "one_nan"))
-    lines = [line for line in open(tmp_path / "one_nan" / "metrics.jsonl")]
+    lines = (tmp_path / "one_nan" / "metrics.jsonl").read_text().splitlines()
     assert '"bad_steps": 1' in lines[2] and '"consecutive_bad_steps": 1' in lines[2]
     assert '"consecutive_bad_steps": 0' in lines[3]
 
@@ -64,7 +66,7 @@ def test_non_finite_steps_are_skipped_then_the_run_stops(config, tmp_path):
     config.max_consecutive_bad_steps = 3
     config.total_steps = 10
     workdir = tmp_path / "many_nans"
-    with pytest.raises(pretrain.TrainingStopped, match=r"last 3 steps \(up to step 7\)"):
+    with pytest.raises(loop.TrainingStopped, match=r"last 3 steps \(up to step 7\)"):
         pretrain.train(config, str(workdir))
     assert saved_steps(workdir) == [4, 6]
     # Steps 5 and 6 were skipped: checkpoint 6 holds the parameters of step 4.
@@ -120,7 +122,7 @@ def test_full_disk_during_a_save_keeps_earlier_checkpoints(config, tmp_path, mon
         return save(manager, step, *args, **kwargs)
 
     monkeypatch.setattr(checkpoint, "save", save_until_disk_full)
-    with pytest.raises(pretrain.TrainingStopped,
+    with pytest.raises(loop.TrainingStopped,
                        match=r"Saving checkpoint 4 .*No space left on device.*\[2\]\) are intact"):
         pretrain.train(config, str(workdir))
     assert saved_steps(workdir) == [2]
@@ -164,8 +166,8 @@ def saving_now(workdir):
 def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(
         config, tmp_path):
     total = 10
-    data.get_builder(config.dataset)  # prepare the tfds records before the runs
-    logs = open(tmp_path / "runs.log", "w")
+    pipeline.get_builder(config.dataset)  # prepare the tfds records before the runs
+    logs = open(tmp_path / "runs.log", "w")  # noqa: SIM115 (every launch below)
     straight = tmp_path / "straight"
     assert launch(config, straight, total, logs).wait(timeout=600) == 0
 
@@ -179,7 +181,7 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(
     for name, condition, delay in kill_points:
         process = launch(config, killed, total, logs)
         try:
-            wait_for(lambda: condition() or process.poll() is not None)
+            wait_for(lambda c=condition, p=process: c() or p.poll() is not None)
             time.sleep(delay)
         finally:
             process.send_signal(signal.SIGKILL)
@@ -202,9 +204,9 @@ def test_sigterm_saves_the_current_step_and_exits_cleanly(config, tmp_path):
         wait_for(lambda: newest_step(workdir) >= 3 or process.poll() is not None)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=120) == 0
-    output = open(tmp_path / "run.log").read()
+    output = (tmp_path / "run.log").read_text()
     stopped_at = int(output.split("Stop signal: saved step ")[1].split(";")[0])
     assert saved_steps(workdir)[-1] == stopped_at
     with open(tmp_path / "resume.log", "w") as log:
         assert launch(config, workdir, stopped_at + 1, log).wait(timeout=600) == 0
-    assert f"Resumed from step {stopped_at}" in open(tmp_path / "resume.log").read()
+    assert f"Resumed from step {stopped_at}" in (tmp_path / "resume.log").read_text()

@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from symmim_jax import patches, reconstruction
+from symmim_jax.figures import reconstruction
+from symmim_jax.ops import patches
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)  # uint8 x <-> x / 127.5 - 1
 GAP = 2  # white pixels between the images of reconstruction_grid
@@ -14,10 +15,13 @@ class FakeMethod:
     """4 x 4 images of 2 x 2 patches; predicts a constant or the target itself."""
     patch, grid = 2, (2, 2)
 
-    def __init__(self, prediction, mask=None):
+    def __init__(self, prediction, mask=None, norm_pix_target=False):
         self.prediction = prediction  # "target", "norm_target" or a constant
-        if mask is not None:
-            self.masks = lambda key, batch: (jnp.asarray(mask), None)
+        self.mask = mask
+        self.norm_pix_target = norm_pix_target
+
+    def masks(self, key, batch_size):
+        return (jnp.asarray(self.mask), None)
 
     def reconstruct(self, params, images, mask):
         if self.prediction == "target":
@@ -42,7 +46,7 @@ def test_reconstruction_grid_pastes_visible_pixels_back():
     images = _images()
     mask = np.array([[True, False, False, True], [False, False, False, True]])
     grid = reconstruction.reconstruction_grid(FakeMethod(0.5, mask), None, images,
-                                         jax.random.key(0), MEAN, STD)
+                                              jax.random.key(0), MEAN, STD)
     assert grid.shape == (2 * 4 + GAP, 3 * 4 + 2 * GAP, 3) and grid.dtype == np.uint8
     assert (grid[4:4 + GAP] == 255).all() and (grid[:, 4:4 + GAP] == 255).all()
     original, masked, reconstructed = _columns(grid, 2)
@@ -62,25 +66,18 @@ def test_a_perfect_prediction_gives_back_the_image(prediction, norm_pix):
     images = _images()
     mask = np.ones((2, 4), bool)
     _, reconstructed = reconstruction.masked_and_reconstructed(
-        FakeMethod(prediction), None, images, mask, (0.485, 0.456, 0.406),
-        (0.229, 0.224, 0.225), norm_pix=norm_pix)
+        FakeMethod(prediction, norm_pix_target=norm_pix), None, images, mask,
+        (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     np.testing.assert_array_equal(reconstructed, images)
 
 
 def test_norm_pix_prediction_zero_shows_each_patch_mean():
     images = _images(batch=1)
     _, reconstructed = reconstruction.masked_and_reconstructed(
-        FakeMethod(0.0), None, images, np.ones((1, 4), bool), MEAN, STD, norm_pix=True)
+        FakeMethod(0.0, norm_pix_target=True), None, images, np.ones((1, 4), bool), MEAN,
+        STD)
     # With mean = std = 0.5 the un-normalized 0 is each patch's mean uint8 value.
     patch_means = patches.patchify(images.astype(np.float64), 2).mean(-1)  # [1, 4]
     expected = np.round(np.asarray(patch_means)).reshape(2, 2)
     expected = expected.repeat(2, axis=0).repeat(2, axis=1)[..., None].repeat(3, axis=-1)
     np.testing.assert_array_equal(reconstructed[0], expected)
-
-
-def test_without_an_own_mask_the_grid_uses_a_one_patch_checkerboard():
-    grid = reconstruction.reconstruction_grid(FakeMethod(0.0), None, _images(),
-                                         jax.random.key(1), MEAN, STD)
-    masked = _columns(grid, 2)[1][:, ::2, ::2, 0] == reconstruction.GRAY  # [B, 2, 2]
-    for board in masked:
-        assert board[0, 0] == board[1, 1] != board[0, 1] == board[1, 0]

@@ -2,15 +2,15 @@
 import shutil
 
 import jax
+from jax.sharding import PartitionSpec as P
 import ml_collections
 import numpy as np
 import optax
 import pytest
-from jax.sharding import PartitionSpec as P
-
-from symmim_jax import checkpoint, methods, optim, pretrain, sharding, validation
-from symmim_jax.train_step import state_layout
 import tiny_config
+
+from symmim_jax import methods, pretrain
+from symmim_jax.train import checkpoint, optim, run, sharding
 
 
 def _mesh_config(data, fsdp):
@@ -28,19 +28,19 @@ def test_mesh_shape_fills_minus_one_with_the_rest(data, fsdp, expected):
 @pytest.mark.parametrize("data, fsdp, message", [
     (3, -1, "does not divide the 8 devices"), (2, 2, "set one of them to -1"),
     (-1, -1, "at most one -1"), (0, 8, "positive size")])
-def test_mesh_that_does_not_match_the_devices_is_a_config_error(data, fsdp, message):
+def test_mesh_that_does_not_match_the_devices_names_the_fields(data, fsdp, message):
     config = tiny_config.get_config()
     config.mesh.data, config.mesh.fsdp = data, fsdp
-    with pytest.raises(validation.ConfigError, match=message):
-        validation.validate(config, num_devices=8)
+    with pytest.raises(ValueError, match=message):
+        run.check_config(config, num_devices=8, num_processes=1)
 
 
 def test_batch_must_split_over_devices_and_micro_batches():
     config = tiny_config.get_config()  # batch 8
     config.grad_accum_steps = 2
-    with pytest.raises(validation.ConfigError, match="grad_accum_steps=2.*batch_size=16"):
-        validation.validate(config, num_devices=8)
-    validation.validate(config, num_devices=4)
+    with pytest.raises(ValueError, match="grad_accum_steps=2.*batch_size=16"):
+        run.check_config(config, num_devices=8, num_processes=1)
+    run.check_config(config, num_devices=4, num_processes=1)
 
 
 @pytest.mark.parametrize("shape, fsdp, min_size, spec", [
@@ -61,8 +61,9 @@ def test_optimizer_state_and_ema_target_follow_the_parameters():
     config.mesh.fsdp, config.mesh.fsdp_min_size = 4, 256
     mesh = sharding.make_mesh(config.mesh)
     method = methods.build(config, 10)
-    tx, _ = optim.make_optimizer(config.optim, config.batch_size, 10, 1)
-    _, abstract, shardings = state_layout(config, method, tx, mesh)
+    tx, _ = optim.make_adamw(config.optim, config.batch_size, 10, 1)
+    _, abstract = run.abstract_state(config, method, tx, mesh)
+    shardings = run.shardings_of(abstract)
     params = shardings.params
     split = [s.spec for s in jax.tree.leaves(params) if s.spec != P()]
     assert split and all("fsdp" in spec for spec in split)

@@ -1,11 +1,12 @@
 import jax
 import jax.numpy as jnp
+from methods_helpers import pretrain_loss
 import numpy as np
 import pytest
-
-from symmim_jax import losses, patches
-from symmim_jax.methods import symmim
 import tiny_config
+
+from symmim_jax.methods import symmim
+from symmim_jax.ops import losses, patches
 
 
 def _tiny_config(**symmim_overrides):
@@ -18,7 +19,7 @@ def _tiny_config(**symmim_overrides):
 def setup():
     method = symmim.SymMIM(_tiny_config(), total_steps=10)
     images = jax.random.normal(jax.random.key(0), (3, 16, 16, 3))
-    params, target = method.init(jax.random.key(1), images)
+    params, target, _ = method.init(jax.random.key(1), images)
     # Make the target differ from the online branch, as after some training.
     target = jax.tree.map(lambda x: x + 0.01, target)
     return method, images, params, target
@@ -26,7 +27,7 @@ def setup():
 
 def test_target_is_a_copy_without_predictor(setup):
     method = setup[0]
-    params, target = method.init(jax.random.key(1), setup[1])
+    params, target, _ = method.init(jax.random.key(1), setup[1])
     assert set(params) == {"encoder", "pixel_head", "projector", "predictor"}
     assert set(target) == {"encoder", "pixel_head", "projector"}
     for a, b in zip(jax.tree.leaves(target), jax.tree.leaves(
@@ -50,11 +51,11 @@ def test_masks_have_the_configured_cells(setup):
 def test_loss_is_the_weighted_sum_of_the_three_terms(setup):
     method, images, params, target = setup
     key = jax.random.key(4)
-    loss, terms = method.loss(params, target, images, key)
+    loss, terms = pretrain_loss(method, params, images, key, target)
     assert float(loss) == pytest.approx(
         float(terms["loss_rec1"] + terms["loss_rec2"] + terms["loss_con"]), rel=1e-6)
     only_rec1 = symmim.SymMIM(_tiny_config(weight_rec2=0.0, weight_con=0.0), 10)
-    loss1, terms1 = only_rec1.loss(params, target, images, key)
+    loss1, terms1 = pretrain_loss(only_rec1, params, images, key, target)
     assert float(loss1) == pytest.approx(float(terms1["loss_rec1"]), rel=1e-6)
 
 
@@ -62,7 +63,7 @@ def test_loss_terms_recomputed_from_branch_outputs(setup):
     """The method's terms equal the loss functions applied to both branches."""
     method, images, params, target = setup
     key = jax.random.key(5)
-    _, terms = method.loss(params, target, images, key)
+    _, terms = pretrain_loss(method, params, images, key, target)
     mask_key, drop_key = jax.random.split(key)
     m1, m2 = method.masks(mask_key, images.shape[0])
     online = method.net.apply({"params": params}, images, m1, train=True,
@@ -80,19 +81,20 @@ def test_loss_terms_recomputed_from_branch_outputs(setup):
 
 def test_target_branch_gets_no_gradient(setup):
     method, images, params, target = setup
-    grad_target = jax.grad(lambda t: method.loss(params, t, images, jax.random.key(6))[0])(
-        target)
+    grad_target = jax.grad(
+        lambda t: pretrain_loss(method, params, images, jax.random.key(6), t)[0])(target)
     for leaf in jax.tree.leaves(grad_target):
         np.testing.assert_array_equal(leaf, 0.0)
-    grad_online = jax.grad(lambda p: method.loss(p, target, images, jax.random.key(6))[0])(
-        params)
+    grad_online = jax.grad(
+        lambda p: pretrain_loss(method, p, images, jax.random.key(6), target)[0])(params)
     assert all(float(jnp.abs(g).sum()) > 0 for g in jax.tree.leaves(
         grad_online["predictor"]))
 
 
-def test_update_target_follows_momentum_schedule(setup):
+def test_after_step_moves_the_target_by_the_momentum_schedule(setup):
     method, _, params, target = setup
-    new_target, metrics = method.update_target(target, params, 5)
+    new_target, state, metrics = method.after_step(params, target, {}, {}, 5)
+    assert state == {}
     m = float(method.momentum(5))
     assert float(metrics["momentum"]) == pytest.approx(m)
     leaf_t = target["pixel_head"]["kernel"]
@@ -111,7 +113,7 @@ def test_update_target_follows_momentum_schedule(setup):
 ])
 def test_check_config_names_the_field(overrides, field):
     with pytest.raises(ValueError, match=f"config.symmim.{field}"):
-        symmim.check_config(_tiny_config(**overrides))
+        symmim.SymMIM.check_config(_tiny_config(**overrides))
 
 
 def test_reconstruct_is_the_online_pixel_head(setup):

@@ -2,7 +2,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from symmim_jax import masking, sharding, tokens
+from symmim_jax.ops import masking, tokens
+from symmim_jax.train import sharding
 
 
 def _mask(batch=8, grid=(4, 4), ratio=0.75):
@@ -33,7 +34,7 @@ def test_scatter_undoes_gather_and_zeroes_the_rest():
 
 
 def test_round_trip_jits_and_shards_over_the_batch():
-    mesh = sharding.data_mesh()
+    mesh = sharding.make_mesh()
     mask = jax.device_put(_mask(), sharding.batch_sharding(mesh))
     x = jax.device_put(jax.random.normal(jax.random.key(3), (8, 16, 5)),
                        sharding.batch_sharding(mesh))

@@ -2,17 +2,19 @@
 import os
 
 from absl import flags
+from fake_fashion_mnist import write_fake_set
 import jax
 import jax.numpy as jnp
 import matplotlib.image
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from fake_fashion_mnist import write_fake_set
-from symmim_jax import checkpoint, methods, metrics, pretrain, reconstruction, visualize
 from test_reconstruction import _images
 import tiny_config
+
+from symmim_jax import methods, visualize
+from symmim_jax.figures import panels, reconstruction
+from symmim_jax.train import checkpoint, loop, metrics
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +26,12 @@ def tiny_run(tmp_path_factory):
     config = tiny_config.get_config()
     config.dataset.manual_dir = str(source)
     config.dataset.data_dir = str(tmp_path_factory.mktemp("tfds"))
-    params, target_params = methods.build(config, 1).init(
+    params, target_params, _ = methods.build(config, 1).init(
         jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
     workdir = str(tmp_path_factory.mktemp("run"))
     manager = checkpoint.open_manager(workdir)
     checkpoint.save(manager, 3, {"params": params, "target_params": target_params},
-                    pretrain.checkpoint_record(config, 3, jax.random.key(0)), force=True)
+                    loop.checkpoint_record(config, 3, jax.random.key(0)), force=True)
     manager.close()
     return config, workdir
 
@@ -59,7 +61,7 @@ def test_reconstruction_panel_of_a_real_method_pastes_visible_patches(tiny_run):
 def test_reconstruction_figure_from_the_test_split_and_from_files(tiny_run, tmp_path):
     _, workdir = tiny_run
     out = str(tmp_path / "figs" / "rec.png")
-    visualize.reconstruction_figure(workdir, out, num_images=10, dpi=20)
+    panels.reconstruction_figure(workdir, out, num_images=10, dpi=20)
     # 9 columns of 1-inch panels; a row per image of the 4-image test split
     # (not the 8 of train) plus 0.5 inch of titles.
     assert _png_shape(out) == (90, 180)
@@ -67,7 +69,7 @@ def test_reconstruction_figure_from_the_test_split_and_from_files(tiny_run, tmp_
     files = [str(tmp_path / "wide.png"), str(tmp_path / "gray.png")]
     matplotlib.image.imsave(files[0], _images(batch=1, size=30)[0, :20])
     matplotlib.image.imsave(files[1], _images(batch=1, size=10)[0, ..., 0], cmap="gray")
-    visualize.reconstruction_figure(workdir, out, image_files=files, dpi=20)
+    panels.reconstruction_figure(workdir, out, image_files=files, dpi=20)
     assert _png_shape(out) == (50, 180)
 
 

@@ -1,8 +1,8 @@
 """The demo config shrunk to a toy model, for tests that train.
 
-Also a config file: `--config=tests/tiny_config.py` (from the repository root).
+Also a config file: `--config=tests/tiny_config.py`.
 """
-from configs import demo
+from symmim_jax.configs import demo
 
 
 def get_config():
@@ -33,11 +33,11 @@ def _shrink(config):
 
 def finetune():
     """configs/demo_finetune.py with the toy model (8 fake devices: batch 8)."""
-    from configs import demo_finetune
+    from symmim_jax.configs import demo_finetune
     return _shrink(demo_finetune.get_config())
 
 
 def linear_probe():
     """configs/demo_linear_probe.py with the toy model."""
-    from configs import demo_linear_probe
+    from symmim_jax.configs import demo_linear_probe
     return _shrink(demo_linear_probe.get_config())

@@ -1,4 +1,4 @@
-"""ccMIM (Zhang et al. 2023; METHOD §6): MAE whose masked set is sampled by
+"""ccMIM (Zhang et al. 2023; docs/METHOD.md §6): MAE whose masked set is sampled by
 importance from the encoder's [CLS] attention, plus an InfoNCE between the
 [CLS] of the visible set (student) and of the masked set (teacher, no gradient).
 
@@ -13,9 +13,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from symmim_jax import losses, patches, tokens
-from symmim_jax.methods import checks, mae
-from symmim_jax.models import decoder, heads, vit
+from symmim_jax.methods import base, mae
+from symmim_jax.models import heads, vit
+from symmim_jax.ops import losses, patches, tokens
+from symmim_jax.train.step import LossOutput
 
 
 def importance_mask(key, importance, num_masked: int):
@@ -48,58 +49,65 @@ def cls_infonce(visible, masked, temperature: float):
 class CCMIM(mae.MAE):
     """MAE's encoder, decoder and `reconstruct`; `masks` (MAE's random masks)
     only serves the reconstruction pictures, training masks come from `select`."""
-    section = "ccmim"
+    name = "ccmim"
+    defaults = dict(
+        mask_ratio=0.75,               # importance-sampled patches (MAE's ratio)
+        norm_pix_target=True,
+        decoder_width=512,
+        decoder_depth=2,               # ccMIM §4.1: "two-layer MHSA blocks"
+        decoder_heads=16,
+        projector_hidden_dim=4096,     # two-layer MLP on the [CLS] tokens
+        projector_out_dim=256,
+        temperature=0.2,               # not in the paper; MoCo v3's value for ViTs
+        weight_nce=0.2,                # lambda of eq. 10
+    )
 
     def __init__(self, config, total_steps: int):
         super().__init__(config, total_steps)
         cc = self.config
         self.projector = heads.Mlp((cc.projector_hidden_dim, cc.projector_out_dim),
-                                   jnp.dtype(config.model.dtype))
+                                   self.dtype)
 
-    def init(self, key, images):
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)
+        cc = config[cls.name]
+        if cc.temperature <= 0 or cc.weight_nce < 0:
+            raise ValueError(f"config.ccmim.temperature={cc.temperature} must be > 0 and "
+                             f"config.ccmim.weight_nce={cc.weight_nce} >= 0.")
+        base.at_least_two_images(config, "ccMIM", "needs other images as negatives")
+
+    def init_params(self, key, images):
         key, proj_key = jax.random.split(key)
-        params, target = super().init(key, images)
+        params = super().init_params(key, images)
         params["projector"] = self.projector.init(
             proj_key, jnp.zeros((1, self.encoder.width)))["params"]
-        return params, target
+        return params
 
     def select(self, params, images, key):
         """Importance-sampled mask bool[B, N] (True = masked); no gradient."""
         attention = jax.lax.stop_gradient(
             vit.cls_attention(self.encoder, params["encoder"], images))  # [B, N]
-        return importance_mask(key, attention,
-                               round(self.config.mask_ratio * self.num_patches))
+        return importance_mask(key, attention, self.num_masked)
 
     def project(self, params, cls_token):
         return self.projector.apply({"params": params["projector"]}, cls_token)
 
-    def loss(self, params, target_params, images, key):
-        del target_params
-        cc = self.config
+    def loss(self, params, batch, key, *, target_params, method_state):
+        images = batch["image"]
         select_key, drop_key = jax.random.split(key)
         mask = self.select(params, images, select_key)
         encoded = self.encode_visible(params, images, mask, drop_key)  # [B, 1 + N, D]
         pred = self.decode(params, encoded, mask)
-        target = patches.pixel_targets(images, self.patch, cc.norm_pix_target)
-        num_visible = self.num_patches - round(cc.mask_ratio * self.num_patches)
+        target = patches.pixel_targets(images, self.patch, self.norm_pix_target)
+        num_visible = self.num_patches - self.num_masked
         masked_set = self.encoder.apply({"params": params["encoder"]}, images,
                                         keep=tokens.visible_first(mask)[:, num_visible:])
         terms = {
             "loss_rec": losses.masked_mse(pred, target, mask),
             "loss_nce": cls_infonce(self.project(params, encoded[:, 0]),
                                     self.project(params, masked_set[:, 0]),
-                                    cc.temperature),
+                                    self.config.temperature),
         }
-        return terms["loss_rec"] + cc.weight_nce * terms["loss_nce"], terms
-
-
-def check_config(config):
-    cc = config.ccmim
-    checks.mask_ratio(config, "ccmim", "mask_ratio", checks.grid_side(config) ** 2)
-    decoder.check_config(cc, "ccmim")
-    if cc.temperature <= 0 or cc.weight_nce < 0:
-        raise ValueError(f"config.ccmim.temperature={cc.temperature} must be > 0 and "
-                         f"config.ccmim.weight_nce={cc.weight_nce} >= 0.")
-    if config.batch_size < 2:
-        raise ValueError(f"config.batch_size={config.batch_size}: ccMIM's InfoNCE needs "
-                         "other images as negatives; use >= 2.")
+        return LossOutput(terms["loss_rec"] + self.config.weight_nce * terms["loss_nce"],
+                          terms)

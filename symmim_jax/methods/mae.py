@@ -1,12 +1,13 @@
-"""MAE (He et al. 2022; METHOD §6): the encoder sees only the visible 25% of
+"""MAE (He et al. 2022; docs/METHOD.md §6): the encoder sees only the visible 25% of
 the patches; an 8-block, 512-wide decoder fills in mask tokens and predicts
 per-patch normalized pixels, MSE on the masked patches."""
 import jax
 import jax.numpy as jnp
 
-from symmim_jax import losses, masking, patches, tokens
-from symmim_jax.methods import checks
-from symmim_jax.models import decoder, vit
+from symmim_jax.methods import base
+from symmim_jax.models import decoder
+from symmim_jax.ops import losses, masking, patches, tokens
+from symmim_jax.train.step import LossOutput
 
 
 def visible_attention(mask):
@@ -18,25 +19,26 @@ def visible_attention(mask):
     return jnp.broadcast_to(visible[:, None, :], visible.shape + visible.shape[1:])
 
 
-class MAE:
-    section = "mae"
+class MAE(base.Method):
+    name = "mae"
+    defaults = dict(
+        mask_ratio=0.75,               # of the patches; the encoder sees the rest
+        norm_pix_target=True,
+        **decoder.DEFAULTS,
+    )
 
     def __init__(self, config, total_steps: int):
-        del total_steps
-        self.config = config[self.section]
-        self.encoder = vit.build_encoder(config.model)
-        self.patch = self.encoder.patch_size
-        self.decoder = decoder.build(self.config, self.patch, config.model.dtype)
-        self.grid = (config.input.image_size // self.patch,) * 2
-        self.num_patches = self.grid[0] * self.grid[1]
+        super().__init__(config, total_steps)
+        self.decoder = decoder.build(self.config, self.patch, self.dtype)
+        self.num_masked = round(self.config.mask_ratio * self.num_patches)
 
-    def init(self, key, images):
-        enc_key, dec_key = jax.random.split(key)
-        encoder = self.encoder.init(enc_key, images)["params"]
-        encoded = jnp.zeros(images.shape[:1] + (1 + self.num_patches, self.encoder.width))
-        mask = jnp.zeros(images.shape[:1] + (self.num_patches,), bool)
-        dec = self.decoder.init(dec_key, encoded, mask, self.grid)["params"]
-        return {"encoder": encoder, "decoder": dec}, {}
+    @classmethod
+    def check_config(cls, config):
+        base.mask_ratio(config, cls.name, "mask_ratio", base.grid_side(config) ** 2)
+        decoder.check_config(config[cls.name], cls.name)
+
+    def init_params(self, key, images):
+        return decoder.init_with_encoder(self.encoder, self.decoder, key, images, self.grid)
 
     def masks(self, key, batch_size: int):
         """(mask,): bool[B, N], exactly round(mask_ratio * N) random patches."""
@@ -44,37 +46,27 @@ class MAE:
 
     def encode_visible(self, params, images, mask, drop_key):
         """Encoder on [CLS] and the visible patches -> [B, 1 + N, D], zero at the
-        masked patches; every row of `mask` must hide the same number."""
-        num_visible = self.num_patches - round(self.config.mask_ratio * self.num_patches)
+        masked patches; every row of `mask` must hide `num_masked`."""
         order = tokens.visible_first(mask)
         encoded = self.encoder.apply({"params": params["encoder"]}, images, train=True,
-                                     keep=order[:, :num_visible],
+                                     keep=order[:, :self.num_patches - self.num_masked],
                                      rngs={"drop_path": drop_key})  # [B, 1 + K, D]
         return jnp.concatenate([encoded[:, :1], tokens.scatter(encoded[:, 1:], order)], 1)
 
     def decode(self, params, encoded, mask):
         return self.decoder.apply({"params": params["decoder"]}, encoded, mask, self.grid)
 
-    def loss(self, params, target_params, images, key):
-        del target_params
+    def loss(self, params, batch, key, *, target_params, method_state):
+        images = batch["image"]
         mask_key, drop_key = jax.random.split(key)
         (mask,) = self.masks(mask_key, images.shape[0])
         pred = self.decode(params, self.encode_visible(params, images, mask, drop_key), mask)
-        target = patches.pixel_targets(images, self.patch, self.config.norm_pix_target)
+        target = patches.pixel_targets(images, self.patch, self.norm_pix_target)
         loss = losses.masked_mse(pred, target, mask)
-        return loss, {"loss_rec": loss}
+        return LossOutput(loss, {"loss_rec": loss})
 
     def reconstruct(self, params, images, mask):
         """Predictions [B, N, P] for any mask (any number of visible patches)."""
         encoded = self.encoder.apply({"params": params["encoder"]}, images,
                                      attention_mask=visible_attention(mask))
         return self.decode(params, encoded, mask)
-
-    def update_target(self, target_params, params, step):
-        del params, step
-        return target_params, {}
-
-
-def check_config(config):
-    checks.mask_ratio(config, "mae", "mask_ratio", checks.grid_side(config) ** 2)
-    decoder.check_config(config.mae, "mae")

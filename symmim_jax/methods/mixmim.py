@@ -1,4 +1,4 @@
-"""MixMIM on a plain ViT (Liu et al. 2023, Table 3; METHOD §6).
+"""MixMIM on a plain ViT (Liu et al. 2023, Table 3; docs/METHOD.md §6).
 
 Each image is mixed with its partner (the previous image of the batch): the
 patches of random 32 px cells (ratio 0.5) come from the partner. The encoder
@@ -14,9 +14,10 @@ same for every input) yet is trained like a learned register token.
 import jax
 import jax.numpy as jnp
 
-from symmim_jax import losses, masking, patches
-from symmim_jax.methods import checks
-from symmim_jax.models import decoder, vit
+from symmim_jax.methods import base
+from symmim_jax.models import decoder
+from symmim_jax.ops import losses, masking, patches
+from symmim_jax.train.step import LossOutput
 
 
 def group_attention(from_partner):
@@ -34,29 +35,35 @@ def partners(x):
     return jnp.roll(x, 1, axis=0)
 
 
-class MixMIM:
-    def __init__(self, config, total_steps: int):
-        del total_steps
-        self.config = config.mixmim
-        self.encoder = vit.build_encoder(config.model)
-        self.patch = self.encoder.patch_size
-        self.decoder = decoder.build(self.config, self.patch, config.model.dtype)
-        self.grid = (config.input.image_size // self.patch,) * 2
+class MixMIM(base.Method):
+    name = "mixmim"
+    defaults = dict(
+        mask_cell_size=32,             # pixels; random cells taken from the partner
+        mask_ratio=0.5,
+        norm_pix_target=True,
+        **decoder.DEFAULTS,
+    )
 
-    def init(self, key, images):
-        enc_key, dec_key = jax.random.split(key)
-        num = self.grid[0] * self.grid[1]
-        encoder = self.encoder.init(enc_key, images)["params"]
-        encoded = jnp.zeros(images.shape[:1] + (1 + num, self.encoder.width))
-        dec = self.decoder.init(dec_key, encoded, jnp.zeros((1, num), bool),
-                                self.grid)["params"]
-        return {"encoder": encoder, "decoder": dec}, {}
+    def __init__(self, config, total_steps: int):
+        super().__init__(config, total_steps)
+        self.decoder = decoder.build(self.config, self.patch, self.dtype)
+
+    @classmethod
+    def check_config(cls, config):
+        cell = base.mask_cell(config, cls.name, "mask_cell_size")
+        base.mask_ratio(config, cls.name, "mask_ratio",
+                        (-(-base.grid_side(config) // cell)) ** 2)
+        decoder.check_config(config[cls.name], cls.name)
+        base.at_least_two_images(config, "MixMIM", "mixes pairs of images")
+
+    def init_params(self, key, images):
+        return decoder.init_with_encoder(self.encoder, self.decoder, key, images, self.grid)
 
     def masks(self, key, batch_size: int):
         """(mask,): bool[B, N], True where the mixed image shows the partner."""
-        mc = self.config
         return (masking.random_mask(key, batch_size, self.grid,
-                                    mc.mask_cell_size // self.patch, mc.mask_ratio),)
+                                    self.config.mask_cell_size // self.patch,
+                                    self.config.mask_ratio),)
 
     def mix(self, images, mask):
         """images [B, H, W, C] -> the mixed images: partner's patches where mask."""
@@ -77,35 +84,21 @@ class MixMIM:
                                   jnp.concatenate([mask, ~mask]), self.grid)
         return jnp.split(pred, 2)
 
-    def loss(self, params, target_params, images, key):
-        del target_params
+    def loss(self, params, batch, key, *, target_params, method_state):
+        images = batch["image"]
         mask_key, drop_key = jax.random.split(key)
         (mask,) = self.masks(mask_key, images.shape[0])
         own, partner = self.dual_predictions(params, images, mask, train=True,
                                              drop_key=drop_key)
-        target = patches.pixel_targets(images, self.patch, self.config.norm_pix_target)
+        target = patches.pixel_targets(images, self.patch, self.norm_pix_target)
         terms = {"loss_rec_own": losses.masked_mse(own, target, mask),
                  "loss_rec_partner": losses.masked_mse(partner, partners(target), ~mask)}
         # Mean over every reconstructed patch (eq. 2 up to a constant factor).
         loss = losses.masked_mse(jnp.concatenate([own, partner]),
                                  jnp.concatenate([target, partners(target)]),
                                  jnp.concatenate([mask, ~mask]))
-        return loss, terms
+        return LossOutput(loss, terms)
 
     def reconstruct(self, params, images, mask):
         """Each image's pixels predicted where `mask` put its partner's patches."""
         return self.dual_predictions(params, images, mask, train=False)[0]
-
-    def update_target(self, target_params, params, step):
-        del params, step
-        return target_params, {}
-
-
-def check_config(config):
-    cell = checks.mask_cell(config, "mixmim", "mask_cell_size")
-    checks.mask_ratio(config, "mixmim", "mask_ratio",
-                      (-(-checks.grid_side(config) // cell)) ** 2)
-    decoder.check_config(config.mixmim, "mixmim")
-    if config.batch_size < 2:
-        raise ValueError(f"config.batch_size={config.batch_size}: MixMIM mixes pairs of "
-                         "images; use >= 2.")

@@ -1,15 +1,16 @@
-"""SimMIM (Xie et al. 2022; METHOD §6): random masking of 32 px cells (ratio
-0.6), masked patches replaced by a learned mask token, a linear pixel head and
-an L1 loss on the masked patches."""
+"""SimMIM (Xie et al. 2022; docs/METHOD.md §6): random masking of 32 px cells
+(ratio 0.6), masked patches replaced by a learned mask token, a linear pixel
+head and an L1 loss on the masked patches."""
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from symmim_jax import losses, masking, patches
-from symmim_jax.methods import checks
+from symmim_jax.methods import base
 from symmim_jax.models import vit
+from symmim_jax.ops import losses, masking, patches
+from symmim_jax.train.step import LossOutput
 
 
 class SimMIMNet(nn.Module):
@@ -25,44 +26,43 @@ class SimMIMNet(nn.Module):
                         name="pixel_head")(tokens)  # [B, N, P]
 
 
-class SimMIM:
-    def __init__(self, config, total_steps: int):
-        del total_steps  # no schedule of its own
-        self.encoder = vit.build_encoder(config.model)
-        self.net = SimMIMNet(self.encoder, jnp.dtype(config.model.dtype))
-        self.config = config.simmim
-        self.patch = self.encoder.patch_size
-        self.grid = (config.input.image_size // self.patch,) * 2
+class SimMIM(base.Method):
+    name = "simmim"
+    defaults = dict(
+        mask_cell_size=32,             # pixels; random cells
+        mask_ratio=0.6,                # of the cells
+        norm_pix_target=False,
+    )
 
-    def init(self, key, images):
-        mask = jnp.zeros(images.shape[:1] + (self.grid[0] * self.grid[1],), bool)
-        return self.net.init(key, images, mask, train=False)["params"], {}
+    def __init__(self, config, total_steps: int):
+        super().__init__(config, total_steps)
+        self.net = SimMIMNet(self.encoder, self.dtype)
+
+    @classmethod
+    def check_config(cls, config):
+        cell = base.mask_cell(config, cls.name, "mask_cell_size")
+        cells_per_side = -(-base.grid_side(config) // cell)  # edge cells may be partial
+        base.mask_ratio(config, cls.name, "mask_ratio", cells_per_side ** 2)
+
+    def init_params(self, key, images):
+        mask = jnp.zeros(images.shape[:1] + (self.num_patches,), bool)
+        return self.net.init(key, images, mask, train=False)["params"]
 
     def masks(self, key, batch_size: int):
         """(mask,): bool[B, N], random cells of `mask_cell_size` px."""
-        sc = self.config
         return (masking.random_mask(key, batch_size, self.grid,
-                                    sc.mask_cell_size // self.patch, sc.mask_ratio),)
+                                    self.config.mask_cell_size // self.patch,
+                                    self.config.mask_ratio),)
 
-    def loss(self, params, target_params, images, key):
-        del target_params
+    def loss(self, params, batch, key, *, target_params, method_state):
+        images = batch["image"]
         mask_key, drop_key = jax.random.split(key)
         (mask,) = self.masks(mask_key, images.shape[0])
         pred = self.net.apply({"params": params}, images, mask, train=True,
                               rngs={"drop_path": drop_key})
-        target = patches.pixel_targets(images, self.patch, self.config.norm_pix_target)
+        target = patches.pixel_targets(images, self.patch, self.norm_pix_target)
         loss = losses.masked_l1(pred, target, mask)
-        return loss, {"loss_rec": loss}
+        return LossOutput(loss, {"loss_rec": loss})
 
     def reconstruct(self, params, images, mask):
         return self.net.apply({"params": params}, images, mask, train=False)
-
-    def update_target(self, target_params, params, step):
-        del params, step
-        return target_params, {}
-
-
-def check_config(config):
-    cell = checks.mask_cell(config, "simmim", "mask_cell_size")
-    cells_per_side = -(-checks.grid_side(config) // cell)  # edge cells may be partial
-    checks.mask_ratio(config, "simmim", "mask_ratio", cells_per_side ** 2)

@@ -1,4 +1,4 @@
-"""SymMIM (METHOD §2-3): two checkerboard views, an EMA target, three losses.
+"""SymMIM (docs/METHOD.md §2-3): two checkerboard views, an EMA target, three losses.
 
 The online branch sees the image with small-cell mask M1 and reconstructs pixels,
 the target branch (EMA, no gradient) sees the large-cell mask M2. Losses:
@@ -12,8 +12,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from symmim_jax import ema, losses, masking, patches
+from symmim_jax.methods import base
 from symmim_jax.models import heads, vit
+from symmim_jax.ops import ema, losses, masking, patches
+from symmim_jax.train.step import LossOutput
 
 
 class SymMIMNet(nn.Module):
@@ -39,31 +41,50 @@ class SymMIMNet(nn.Module):
         return out
 
 
-class SymMIM:
+class SymMIM(base.Method):
     """The SymMIM method: how to mask, what to encode, what to predict, the loss."""
+    name = "symmim"
+    defaults = dict(
+        online_cell_size=16,           # pixels; M1, the online view's checkerboard
+        target_cell_size=32,           # pixels; M2, the target view's checkerboard
+        random_phase=True,
+        random_offset=False,           # not in the paper: shift the board by patches
+        projector_hidden_dim=4096,
+        projector_out_dim=256,
+        predictor_hidden_dim=4096,
+        temperature=0.1,
+        contrast_dictionary="image",   # 'image': K = N patches of the same image
+        weight_rec1=1.0,
+        weight_rec2=1.0,
+        weight_con=1.0,
+        norm_pix_target=False,         # MAE per-patch normalized pixel targets
+        momentum_base=0.996,
+        momentum_schedule="cosine",    # 'cosine' (base -> 1) or 'constant'
+    )
+    # The parts with an EMA copy in the target branch (the predictor has none).
+    target_parts = ("encoder", "pixel_head", "projector")
 
     def __init__(self, config, total_steps: int):
-        self.encoder = vit.build_encoder(config.model)
-        sc = config.symmim
+        super().__init__(config, total_steps)
+        sc = self.config
         self.net = SymMIMNet(
             self.encoder,
             projector_features=(sc.projector_hidden_dim, sc.projector_hidden_dim,
                                 sc.projector_out_dim),
             predictor_features=(sc.predictor_hidden_dim, sc.projector_out_dim),
-            dtype=jnp.dtype(config.model.dtype))
-        self.config = sc
-        self.patch = self.encoder.patch_size
-        self.grid = (config.input.image_size // self.patch,) * 2
+            dtype=self.dtype)
         self.momentum = ema.momentum_schedule(sc.momentum_base, total_steps,
                                               sc.momentum_schedule)
 
+    def init_params(self, key, images):
+        mask = jnp.zeros(images.shape[:1] + (self.num_patches,), bool)
+        return self.net.init(key, images, mask, train=False, with_predictor=True)["params"]
+
     def init(self, key, images):
-        """-> (online params, target params); the target starts as a copy."""
-        mask = jnp.zeros(images.shape[:1] + (self.grid[0] * self.grid[1],), bool)
-        params = self.net.init(key, images, mask, train=False,
-                               with_predictor=True)["params"]
-        target = {name: params[name] for name in ("encoder", "pixel_head", "projector")}
-        return params, jax.tree.map(jnp.copy, target)
+        """-> (online params, target params, {}); the target starts as a copy."""
+        params = self.init_params(key, images)
+        target = {name: params[name] for name in self.target_parts}
+        return params, jax.tree.map(jnp.copy, target), {}
 
     def masks(self, key, batch_size: int):
         """(M1, M2): bool[B, N] checkerboards of the online and target cell sizes."""
@@ -74,9 +95,10 @@ class SymMIM:
             random_phase=sc.random_phase, random_offset=sc.random_offset)
         return mask(key1, sc.online_cell_size), mask(key2, sc.target_cell_size)
 
-    def loss(self, params, target_params, images, key):
-        """images [B, H, W, 3] normalized -> (loss, metrics)."""
+    def loss(self, params, batch, key, *, target_params, method_state):
+        """batch["image"] [B, H, W, 3] normalized -> the three terms and their sum."""
         sc = self.config
+        images = batch["image"]
         mask_key, drop_key = jax.random.split(key)
         m1, m2 = self.masks(mask_key, images.shape[0])
         online = self.net.apply({"params": params}, images, m1, train=True,
@@ -92,43 +114,40 @@ class SymMIM:
         }
         loss = (sc.weight_rec1 * terms["loss_rec1"] + sc.weight_rec2 * terms["loss_rec2"]
                 + sc.weight_con * terms["loss_con"])
-        return loss, terms
+        return LossOutput(loss, terms)
 
     def reconstruct(self, params, images, mask):
         """Online pixel predictions [B, N, p*p*3] for `mask` (no drop path)."""
         return self.net.apply({"params": params}, images, mask, train=False,
                               with_predictor=False)["pixels"]
 
-    def update_target(self, target_params, params, step):
-        """EMA step after the optimizer step -> (target params, metrics)."""
+    def after_step(self, params, target_params, method_state, observations, step):
+        """The EMA step of the target branch (eq. 5)."""
         momentum = self.momentum(step)
-        return ema.ema_update(target_params, params, momentum), {"momentum": momentum}
+        return (ema.ema_update(target_params, params, momentum), method_state,
+                {"momentum": momentum})
 
-
-def check_config(config):
-    """SymMIM's own fields; raises ValueError naming the field and the fix."""
-    sc, patch = config.symmim, vit.decode_variant(config.model.variant).patch_size
-    for field in ("online_cell_size", "target_cell_size"):
-        cell = sc[field]
-        if cell <= 0 or cell % patch:
-            raise ValueError(
-                f"config.symmim.{field}={cell} must be a positive multiple of the patch "
-                f"size {patch} (a cell is a whole number of patches).")
-        if config.input.image_size % cell:
-            raise ValueError(
-                f"config.symmim.{field}={cell} must divide config.input.image_size="
-                f"{config.input.image_size} so the checkerboard has whole cells.")
-    weights = (sc.weight_rec1, sc.weight_rec2, sc.weight_con)
-    if min(weights) < 0 or max(weights) == 0:
-        raise ValueError("config.symmim.weight_rec1/weight_rec2/weight_con must be >= 0 "
-                         f"with at least one > 0, got {weights}.")
-    if sc.temperature <= 0:
-        raise ValueError(f"config.symmim.temperature={sc.temperature} must be > 0.")
-    if not 0.0 <= sc.momentum_base <= 1.0:
-        raise ValueError(f"config.symmim.momentum_base={sc.momentum_base} must be in [0, 1].")
-    if sc.momentum_schedule not in ("cosine", "constant"):
-        raise ValueError(f"config.symmim.momentum_schedule={sc.momentum_schedule!r}: "
-                         "use 'cosine' or 'constant'.")
-    if sc.contrast_dictionary not in ("image", "batch"):
-        raise ValueError(f"config.symmim.contrast_dictionary={sc.contrast_dictionary!r}: "
-                         "use 'image' (the paper's K = N) or 'batch'.")
+    @classmethod
+    def check_config(cls, config):
+        sc = config.symmim
+        for field in ("online_cell_size", "target_cell_size"):
+            base.mask_cell(config, cls.name, field)
+            if config.input.image_size % sc[field]:
+                raise ValueError(
+                    f"config.symmim.{field}={sc[field]} must divide config.input.image_size="
+                    f"{config.input.image_size} so the checkerboard has whole cells.")
+        weights = (sc.weight_rec1, sc.weight_rec2, sc.weight_con)
+        if min(weights) < 0 or max(weights) == 0:
+            raise ValueError("config.symmim.weight_rec1/weight_rec2/weight_con must be >= 0 "
+                             f"with at least one > 0, got {weights}.")
+        if sc.temperature <= 0:
+            raise ValueError(f"config.symmim.temperature={sc.temperature} must be > 0.")
+        if not 0.0 <= sc.momentum_base <= 1.0:
+            raise ValueError(f"config.symmim.momentum_base={sc.momentum_base} must be in "
+                             "[0, 1].")
+        if sc.momentum_schedule not in ("cosine", "constant"):
+            raise ValueError(f"config.symmim.momentum_schedule={sc.momentum_schedule!r}: "
+                             "use 'cosine' or 'constant'.")
+        if sc.contrast_dictionary not in ("image", "batch"):
+            raise ValueError(f"config.symmim.contrast_dictionary={sc.contrast_dictionary!r}: "
+                             "use 'image' (the paper's K = N) or 'batch'.")

@@ -8,9 +8,14 @@ p*p*3 pixels of each patch.
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from symmim_jax.models import vit
+
+
+# MAE's decoder (config.<method>.decoder_*): 8 blocks, 512 wide, 16 heads.
+DEFAULTS = dict(decoder_width=512, decoder_depth=8, decoder_heads=16)
 
 
 class Decoder(nn.Module):
@@ -44,6 +49,16 @@ def build(section, patch_size: int, dtype) -> Decoder:
     return Decoder(width=section.decoder_width, depth=section.decoder_depth,
                    num_heads=section.decoder_heads, patch_size=patch_size,
                    dtype=jnp.dtype(dtype))
+
+
+def init_with_encoder(encoder, decoder: Decoder, key, images, grid) -> dict:
+    """{"encoder", "decoder"} parameters of an encoder-decoder method."""
+    enc_key, dec_key = jax.random.split(key)
+    num_patches = grid[0] * grid[1]
+    encoded = jnp.zeros(images.shape[:1] + (1 + num_patches, encoder.width))
+    mask = jnp.zeros(images.shape[:1] + (num_patches,), bool)
+    return {"encoder": encoder.init(enc_key, images)["params"],
+            "decoder": decoder.init(dec_key, encoded, mask, grid)["params"]}
 
 
 def check_config(section, name: str):

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from symmim_jax import tokens
+from symmim_jax.ops import tokens
 
 LAYER_NORM_EPS = 1e-6
 
@@ -213,6 +213,27 @@ def attention_implementation(requested: str | None, dtype, head_dim: int,
     return "cudnn" if cudnn_fits else "xla"
 
 
+DTYPES = ("float32", "bfloat16", "float16")
+ATTENTION_IMPLS = (None, "auto", "xla", "cudnn")
+
+
+def check_config(model_config) -> VitSize:
+    """config.model's fields -> the decoded size; raises ValueError naming the
+    field and the fix."""
+    size = decode_variant(model_config.variant)
+    if model_config.dtype not in DTYPES:
+        raise ValueError(f"config.model.dtype={model_config.dtype!r}: use one of {DTYPES}.")
+    if model_config.attention_impl not in ATTENTION_IMPLS:
+        raise ValueError(f"config.model.attention_impl={model_config.attention_impl!r}: "
+                         f"use one of {ATTENTION_IMPLS}.")
+    remats = ("none", *REMAT_POLICIES)
+    if model_config.remat not in remats:
+        raise ValueError(f"config.model.remat={model_config.remat!r}: use one of {remats}.")
+    if not 0.0 <= model_config.drop_path < 1.0:
+        raise ValueError(f"config.model.drop_path={model_config.drop_path} must be in [0, 1).")
+    return size
+
+
 def build_encoder(model_config) -> VisionTransformer:
     """Encoder from `config.model` (variant, drop_path, dtype, attention_impl, remat)."""
     size = decode_variant(model_config.variant)
@@ -223,4 +244,4 @@ def build_encoder(model_config) -> VisionTransformer:
         attention_impl=attention_implementation(
             model_config.attention_impl, dtype, size.width // size.num_heads,
             jax.default_backend()),
-        remat=model_config.get("remat", "none"))
+        remat=model_config.remat)

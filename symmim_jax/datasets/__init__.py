@@ -1,1 +1,0 @@
-"""TFDS builders for datasets read from local files (nothing is downloaded)."""

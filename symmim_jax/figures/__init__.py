@@ -1,0 +1,1 @@
+"""Figures: reconstructions, masks and their AvgDist, as arrays and as PNG panels."""

@@ -1,0 +1,227 @@
+"""Orbax checkpoints of a run (the train state and a JSON record per step), and
+the pretrained encoder that fine-tuning and probing restore from them.
+
+Saves are asynchronous and atomic (orbax writes to a tmp dir and renames it), so
+a crash mid-save leaves the previous checkpoints intact.
+
+The encoder is read alone (`params['encoder']`, an orbax partial restore) and
+checked against the encoder the config builds, so a checkpoint of another
+model size fails with what was found and what was expected rather than loading
+in part. Its position embedding is the fixed 2-D sin-cos table, rebuilt for the
+grid at every call and never saved, and the patch embedding does not depend on
+the grid: an encoder pretrained at 224 px fine-tunes at 384 px as is.
+"""
+import time
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from symmim_jax.models import vit
+from symmim_jax.train.paths import as_path
+
+STATE, RECORD = "state", "record"
+
+
+def open_manager(workdir: str, *, checkpoint_every: int = 1, keep: int | None = None,
+                 read_only: bool = False) -> ocp.CheckpointManager:
+    policies = ocp.checkpoint_managers
+    options = ocp.CheckpointManagerOptions(
+        # Every N steps and on preemption; orbax's default would also save step 1.
+        # A custom policy replaces the default one, so preemption is named here.
+        save_decision_policy=policies.AnySavePolicy([
+            policies.FixedIntervalPolicy(checkpoint_every),
+            policies.PreemptionCheckpointingPolicy()]),
+        preservation_policy=(ocp.checkpoint_managers.LatestN(keep) if keep else None),
+        create=not read_only, read_only=read_only, cleanup_tmp_directories=not read_only)
+    return ocp.CheckpointManager(as_path(workdir) / "checkpoints",
+                                 options=options, item_names=(STATE, RECORD))
+
+
+def save(manager: ocp.CheckpointManager, step: int, state, record: dict, *,
+         force: bool = False) -> bool:
+    """Starts an async save when the policy (or `force`) says so."""
+    args = ocp.args.Composite(**{STATE: ocp.args.StandardSave(state),
+                                 RECORD: ocp.args.JsonSave(record)})
+    return manager.save(step, args=args, force=force)
+
+
+def restore(manager: ocp.CheckpointManager, step: int, abstract_state):
+    """-> (state, record). `abstract_state` holds ShapeDtypeStructs with the
+    target shardings, so a checkpoint restores onto the current mesh."""
+    args = ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract_state),
+                                 RECORD: ocp.args.JsonRestore()})
+    restored = manager.restore(step, args=args)
+    return restored[STATE], restored[RECORD]
+
+
+class CheckpointMismatch(ValueError):
+    """A readable checkpoint of another model or optimizer than the config's."""
+
+
+def _saved_tree(directory, step: int):
+    """The saved state's tree of array metadata (shapes, dtypes)."""
+    return ocp.PyTreeCheckpointer().metadata(
+        as_path(directory) / str(step) / STATE).item_metadata.tree
+
+
+def _leaf_shapes(tree) -> list:
+    return sorted(tuple(leaf.shape) for leaf in jax.tree.leaves(tree))
+
+
+def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state,
+                          quarantine_dir: str):
+    """Restores the newest checkpoint that reads back -> (state, record, step).
+
+    Unreadable newer ones (torn, truncated, files missing) are named in a
+    warning and moved into `quarantine_dir`, so the run can save those steps
+    again; nothing is deleted. Returns None when there is no checkpoint and
+    raises when checkpoints exist but none can be read: a run never silently
+    starts from scratch.
+    """
+    steps = sorted(manager.all_steps(), reverse=True)
+    for step in steps:
+        try:
+            saved_shapes = _leaf_shapes(_saved_tree(manager.directory, step))
+        except Exception:  # unreadable metadata: handled below as unreadable
+            saved_shapes = None
+        if saved_shapes is not None and saved_shapes != _leaf_shapes(abstract_state):
+            raise CheckpointMismatch(
+                f"Checkpoint {step} in {manager.directory} holds {len(saved_shapes)} "
+                f"arrays that do not match the {len(_leaf_shapes(abstract_state))} of "
+                "the model and optimizer this config builds: resume with the config it "
+                "was written with (saved in its record and in config.json) or use "
+                "another --workdir.")
+        try:
+            state, record = restore(manager, step, abstract_state)
+        except Exception as err:  # orbax/tensorstore raise many types here
+            reason = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+            logging.warning("Checkpoint %d in %s cannot be read (%s); moving it to %s "
+                            "and trying an older one.", step, manager.directory,
+                            reason, quarantine_dir)
+            if jax.process_index() == 0:
+                quarantine = as_path(quarantine_dir)
+                quarantine.mkdir(parents=True, exist_ok=True)
+                (as_path(manager.directory) / str(step)).rename(
+                    quarantine / f"{step}-{int(time.time())}")
+            continue
+        manager.reload()
+        return state, record, step
+    if steps:
+        raise RuntimeError(
+            f"None of the checkpoints {sorted(steps)} in {manager.directory} can be read "
+            f"(moved to {quarantine_dir}); not starting from scratch. Move them back "
+            "or use another --workdir.")
+    return None
+
+
+def latest_or(workdir: str, step: int | None) -> int:
+    """`step`, or the newest step in `workdir`; a clear error when absent."""
+    manager = open_manager(workdir, read_only=True)
+    steps = manager.all_steps()
+    manager.close()
+    if not steps:
+        raise FileNotFoundError(f"no checkpoints in {as_path(workdir) / 'checkpoints'}")
+    if step is None:
+        return max(steps)
+    if step not in steps:
+        raise FileNotFoundError(f"no checkpoint of step {step} in {workdir}; "
+                                f"available: {sorted(steps)}")
+    return step
+
+
+def load_params(workdir: str, step: int | None = None, subtree: str = "params"):
+    """Host (numpy) copy of one subtree of a saved state, without the rest.
+
+    -> (subtree, record, step). `subtree` is "params" (online branch) or
+    "target_params". Only that subtree is read from disk (partial restore).
+    """
+    step = latest_or(workdir, step)
+    manager = open_manager(workdir, read_only=True)
+    record = manager.restore(step, args=ocp.args.Composite(
+        **{RECORD: ocp.args.JsonRestore()}))[RECORD]
+    manager.close()
+    path = as_path(workdir) / "checkpoints" / str(step) / STATE
+    saved = {subtree: _saved_tree(as_path(workdir) / "checkpoints", step)[subtree]}
+    checkpointer = ocp.PyTreeCheckpointer()
+    item = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), saved)
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), saved)
+    restored = checkpointer.restore(path, args=ocp.args.PyTreeRestore(
+        item=item, restore_args=restore_args, partial_restore=True))
+    return restored[subtree], record, step
+
+
+def _flat_shapes(tree) -> dict:
+    return {"/".join(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def expected_encoder_shapes(encoder: vit.VisionTransformer, image_size: int) -> dict:
+    """{'path/to/leaf': shape} of the encoder's parameters."""
+    images = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
+    abstract = jax.eval_shape(lambda x: encoder.init(jax.random.key(0), x), images)
+    return _flat_shapes(abstract["params"])
+
+
+def describe(shapes: dict) -> str:
+    """'width 192, depth 12, patch 4' read off an encoder's parameter shapes."""
+    depth = len({k.split("/")[0] for k in shapes if k.startswith("blocks_")})
+    kernel = shapes.get("patch_embed/kernel")
+    if kernel is None:
+        return f"{len(shapes)} arrays without a patch embedding"
+    return f"width {kernel[-1]}, depth {depth}, patch {kernel[0]}"
+
+
+def check_encoder(found: dict, expected: dict, source: str):
+    """Raises CheckpointMismatch naming the first differences."""
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(found) & set(expected) if found[k] != expected[k])
+    if not (missing or extra or wrong):
+        return
+    first = lambda names: f"{names[:3]}{' ...' if len(names) > 3 else ''}"
+    details = ([f"missing {first(missing)}"] if missing else []) + (
+        [f"unexpected {first(extra)}"] if extra else []) + (
+        ["shapes differ: " + ", ".join(f"{k} {found[k]} != {expected[k]}"
+                                       for k in wrong[:3])] if wrong else [])
+    raise CheckpointMismatch(
+        f"The encoder in {source} ({describe(found)}) is not the one "
+        f"config.model.variant builds ({describe(expected)}): {'; '.join(details)}. "
+        "Set config.model.variant to the pretraining run's variant (its config.json).")
+
+
+def load_encoder(init_from: str, step: int | None, encoder: vit.VisionTransformer,
+                 image_size: int):
+    """-> (encoder params as numpy, {"init_from", "step"}).
+
+    The whole encoder, final `norm` included, is checked against `encoder`
+    built with its final norm; callers drop what their model does not use.
+    """
+    if not (as_path(init_from) / "checkpoints").is_dir():
+        raise FileNotFoundError(
+            f"config.init_from={init_from!r} is not a pretraining workdir: "
+            f"{as_path(init_from) / 'checkpoints'} does not exist.")
+    params, _, step = load_params(init_from, step, "params")
+    source = f"{init_from} step {step}"
+    if "encoder" not in params:
+        raise CheckpointMismatch(f"{source} holds no 'encoder' in its params "
+                                 f"(found {sorted(params)}).")
+    check_encoder(_flat_shapes(params["encoder"]),
+                  expected_encoder_shapes(encoder.clone(final_norm=True, parent=None),
+                                          image_size), source)
+    return params["encoder"], {"init_from": str(as_path(init_from)), "step": step}
+
+
+def load_init_encoder(config, encoder: vit.VisionTransformer):
+    """The encoder of `config.init_from` (step `config.init_step`) checked
+    against `encoder` -> (numpy params, init info), or (None, info) when
+    init_from is unset (random initialization). Raises ValueError."""
+    if not config.init_from:
+        return None, {"init_from": None, "step": None}
+    try:
+        return load_encoder(config.init_from, config.init_step, encoder,
+                            config.input.image_size)
+    except FileNotFoundError as err:
+        raise ValueError(str(err)) from None
