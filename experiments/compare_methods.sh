@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The comparison experiments of experiments/RESULTS.md on Fashion-MNIST with the
-# demo model (configs/demo.py: ViT-XS/4 at 32 px, one epoch of pretraining at
-# batch 64), each pretraining then linear-probed (configs/demo_linear_probe.py)
-# and, for the method comparison, fine-tuned (configs/demo_finetune.py).
+# demo model (symmim_jax/configs/demo.py: ViT-XS/4 at 32 px, one epoch of pretraining at
+# batch 64), each pretraining then linear-probed (symmim_jax/configs/demo_linear_probe.py)
+# and, for the method comparison, fine-tuned (symmim_jax/configs/demo_finetune.py).
 #
 # Usage: experiments/compare_methods.sh GROUP [ROOT]   (ROOT default workdirs/compare)
 #   methods   every method's pretraining, probe and fine-tune, plus the from-scratch row
@@ -22,16 +22,16 @@ mkdir -p "$root"
 
 pretrain() {  # NAME [CONFIG OVERRIDES...]
   local name=$1; shift
-  $py -m symmim_jax.pretrain --config=configs/demo.py --workdir="$root/$name" "$@" \
+  $py -m symmim_jax.pretrain --config=symmim_jax/configs/demo.py --workdir="$root/$name" "$@" \
     >> "$root/$name.log" 2>&1
 }
 
 evaluate() {  # KIND(probe|finetune) NAME(pretraining, or "scratch")
   local kind=$1 name=$2 module config init=()
   if [[ $kind == probe ]]; then
-    module=linear_probe config=configs/demo_linear_probe.py
+    module=linear_probe config=symmim_jax/configs/demo_linear_probe.py
   else
-    module=finetune config=configs/demo_finetune.py
+    module=finetune config=symmim_jax/configs/demo_finetune.py
   fi
   [[ $name != scratch ]] && init=(--config.init_from="$root/$name")
   [[ -f $root/$kind-$name/results.json ]] && return

@@ -17,10 +17,10 @@ REPO=${REPO:-~/symmim_jax}   # this repository, copied to every worker beforehan
 gcloud compute tpus tpu-vm ssh "$TPU" --zone="$ZONE" --worker=all --command="
   cd $REPO && . .venv/bin/activate &&
   python -m symmim_jax.pretrain --distributed \
-    --config=configs/symmim_vit_b16.py \
+    --config=symmim_jax/configs/symmim.py:B/16 \
     --config.dataset.data_dir=$BUCKET/tensorflow_datasets \
     --config.batch_size=4096 \
     --config.mesh.data=-1 --config.mesh.fsdp=1 \
     --workdir=$BUCKET/runs/$RUN"
-# ViT-L/16 or larger batches: --config=configs/symmim_vit_l16.py and shard the
+# ViT-L/16 or larger batches: --config=symmim_jax/configs/symmim.py:L/16 and shard the
 # parameters and Adam moments over the chips of a host: --config.mesh.fsdp=4.

@@ -7,18 +7,33 @@ ablation, masking ratio): linear-probe and fine-tune top-1 from each run's
 results.json and the pretraining's last logged loss terms. A run not there yet
 shows as "-".
 """
+
 import argparse
 import json
 import pathlib
 
 from matplotlib.figure import Figure
 
-METHODS = [("scratch", "none (random init)"), ("symmim", "SymMIM"),
-           ("simmim", "SimMIM"), ("mae", "MAE"), ("ccmim", "ccMIM"), ("mixmim", "MixMIM")]
-ABLATION = [("symmim-rec1", "rec1"), ("symmim-rec1-rec2", "rec1 + rec2"),
-            ("symmim-rec1-con", "rec1 + con"), ("symmim", "rec1 + rec2 + con")]
-RATIOS = [("simmim-0.4", "SimMIM random, ratio 0.4"), ("simmim", "SimMIM random, ratio 0.6"),
-          ("simmim-0.8", "SimMIM random, ratio 0.8"), ("symmim", "SymMIM checkerboard")]
+METHODS = [
+    ("scratch", "none (random init)"),
+    ("symmim", "SymMIM"),
+    ("simmim", "SimMIM"),
+    ("mae", "MAE"),
+    ("ccmim", "ccMIM"),
+    ("mixmim", "MixMIM"),
+]
+ABLATION = [
+    ("symmim-rec1", "rec1"),
+    ("symmim-rec1-rec2", "rec1 + rec2"),
+    ("symmim-rec1-con", "rec1 + con"),
+    ("symmim", "rec1 + rec2 + con"),
+]
+RATIOS = [
+    ("simmim-0.4", "SimMIM random, ratio 0.4"),
+    ("simmim", "SimMIM random, ratio 0.6"),
+    ("simmim-0.8", "SimMIM random, ratio 0.8"),
+    ("symmim", "SymMIM checkerboard"),
+]
 
 
 def top1(root: pathlib.Path, kind: str, name: str) -> float | None:
@@ -40,32 +55,41 @@ def cell(value: float | None) -> str:
 
 
 def table(root: pathlib.Path, rows, header: str) -> str:
-    lines = [f"| {header} | linear probe top-1 | fine-tune top-1 | pretraining steps "
-             "| final losses |", "|---|---|---|---|---|"]
+    lines = [
+        f"| {header} | linear probe top-1 | fine-tune top-1 | pretraining steps | final losses |",
+        "|---|---|---|---|---|",
+    ]
     for name, label in rows:
         losses = last_losses(root, name)
         steps = losses.pop("step", "-")
-        terms = ", ".join(f"{k.removeprefix('loss_') if k != 'loss' else 'total'} {v:.3f}"
-                          for k, v in sorted(losses.items()))
-        lines.append(f"| {label} | {cell(top1(root, 'probe', name))} | "
-                     f"{cell(top1(root, 'finetune', name))} | {steps} | {terms or '-'} |")
+        terms = ", ".join(
+            f"{k.removeprefix('loss_') if k != 'loss' else 'total'} {v:.3f}"
+            for k, v in sorted(losses.items())
+        )
+        lines.append(
+            f"| {label} | {cell(top1(root, 'probe', name))} | "
+            f"{cell(top1(root, 'finetune', name))} | {steps} | {terms or '-'} |"
+        )
     return "\n".join(lines)
 
 
 def plot(root: pathlib.Path, out: pathlib.Path):
     """One panel per experiment: probe and fine-tune top-1 side by side."""
-    panels = [("methods", METHODS), ("SymMIM loss ablation", ABLATION),
-              ("masking ratio", RATIOS)]
+    panels = [("methods", METHODS), ("SymMIM loss ablation", ABLATION), ("masking ratio", RATIOS)]
     fig = Figure(figsize=(15, 4.2), layout="constrained")
     for ax, (title, rows) in zip(fig.subplots(1, 3), panels):
-        labels = [label.replace("SimMIM random, ", "").replace(" (random init)", "")
-                  for _, label in rows]
-        for offset, kind, colour in ((-0.2, "probe", "tab:blue"),
-                                     (0.2, "finetune", "tab:orange")):
+        labels = [
+            label.replace("SimMIM random, ", "").replace(" (random init)", "") for _, label in rows
+        ]
+        for offset, kind, colour in ((-0.2, "probe", "tab:blue"), (0.2, "finetune", "tab:orange")):
             values = [top1(root, kind, name) or 0.0 for name, _ in rows]
-            bars = ax.bar([i + offset for i in range(len(rows))], values, 0.4,
-                          color=colour, label="linear probe" if kind == "probe" else
-                          "fine-tune")
+            bars = ax.bar(
+                [i + offset for i in range(len(rows))],
+                values,
+                0.4,
+                color=colour,
+                label="linear probe" if kind == "probe" else "fine-tune",
+            )
             ax.bar_label(bars, [f"{v:.1f}" if v else "" for v in values], fontsize=7)
         ax.set_xticks(range(len(rows)), labels, rotation=20, ha="right", fontsize=8)
         ax.set_title(title)
@@ -75,8 +99,10 @@ def plot(root: pathlib.Path, out: pathlib.Path):
         if values:
             ax.set_ylim(max(0.0, min(values) - 10), min(100.0, max(values) + 5))
     fig.axes[0].legend(loc="lower right", fontsize=8)
-    fig.suptitle("Fashion-MNIST, demo ViT-XS/4 at 32 px: one epoch of pretraining, "
-                 "probe 100 epochs on 10k frozen features, fine-tune one epoch")
+    fig.suptitle(
+        "Fashion-MNIST, demo ViT-XS/4 at 32 px: one epoch of pretraining, "
+        "probe 100 epochs on 10k frozen features, fine-tune one epoch"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
 

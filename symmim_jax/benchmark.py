@@ -10,6 +10,7 @@ FLOPs per step from XLA's cost analysis, TFLOP/s and MFU per device. `input`
 mode times `pipeline.make_train_iterator` alone: images/s per host and per CPU
 core. Compare the two to see whether input or compute bounds a run.
 """
+
 import json
 import os
 import sys
@@ -23,7 +24,7 @@ import jax  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from symmim_jax import methods  # noqa: E402
-from symmim_jax.data import pipeline  # noqa: E402
+from symmim_jax.data import pipeline, sources  # noqa: E402
 from symmim_jax.models import vit  # noqa: E402
 from symmim_jax.train import distributed, optim, run, sharding  # noqa: E402
 from symmim_jax.train.step import jit_train_step  # noqa: E402
@@ -54,8 +55,9 @@ def model_flops(config, tx, schedule, mesh, state_sharding, state, batch, key):
     plain = config.copy_and_resolve_references()
     with plain.unlocked():
         plain.model.remat, plain.grad_accum_steps = "none", 1
-    lowered = jit_train_step(plain, methods.build(plain, 1000), tx, schedule,
-                             state_sharding, mesh).lower(state, batch, key)
+    lowered = jit_train_step(
+        plain, methods.build(plain, 1000), tx, schedule, state_sharding, mesh
+    ).lower(state, batch, key)
     return lowered.cost_analysis()["flops"]
 
 
@@ -68,11 +70,10 @@ def time_step(config, steps: int, warmup: int) -> dict:
     state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(0))
     synthetic = config.copy_and_resolve_references()
     with synthetic.unlocked():
-        synthetic.dataset.name = pipeline.SYNTHETIC
+        synthetic.dataset.name = sources.SYNTHETIC
     batch = sharding.global_batch(next(pipeline.make_train_iterator(synthetic)), mesh)
     key = jax.random.key(1)
-    flops = model_flops(config, tx, schedule, mesh, state_sharding, state,
-                        batch, key)
+    flops = model_flops(config, tx, schedule, mesh, state_sharding, state, batch, key)
     step = jit_train_step(config, method, tx, schedule, state_sharding, mesh)
     compiled = step.lower(state, batch, key).compile()
     for _ in range(warmup):
@@ -101,9 +102,13 @@ def time_step(config, steps: int, warmup: int) -> dict:
         "mfu": None if peak is None else round(achieved / peak, 4),
         "peak_memory_bytes_per_device": stats.get("peak_bytes_in_use"),
         "compiled_memory_bytes_per_device": (
-            memory.argument_size_in_bytes + memory.output_size_in_bytes
-            + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
-        if memory is not None else None,
+            memory.argument_size_in_bytes
+            + memory.output_size_in_bytes
+            + memory.temp_size_in_bytes
+            - memory.alias_size_in_bytes
+        )
+        if memory is not None
+        else None,
         "mesh": {name: int(n) for name, n in mesh.shape.items()},
         "attention_impl": method.encoder.attention_impl,
         "head_dim": size.width // size.num_heads,
@@ -121,9 +126,12 @@ def time_input(config, steps: int, warmup: int) -> dict:
     seconds = time.perf_counter() - start
     per_host = config.batch_size // jax.process_count() * steps / seconds
     cores = len(os.sched_getaffinity(0))
-    return {"images_per_sec_per_host": round(per_host, 2), "cpu_cores": cores,
-            "images_per_sec_per_core": round(per_host / cores, 2),
-            "dataset": config.dataset.name}
+    return {
+        "images_per_sec_per_host": round(per_host, 2),
+        "cpu_cores": cores,
+        "images_per_sec_per_core": round(per_host / cores, 2),
+        "dataset": config.dataset.name,
+    }
 
 
 def benchmark(config, mode: str, steps: int, warmup: int) -> dict:
@@ -131,12 +139,18 @@ def benchmark(config, mode: str, steps: int, warmup: int) -> dict:
     run.checked(lambda: methods.get(config.method).check_config(config))
     result = (time_step if mode == "step" else time_input)(config, steps, warmup)
     return {
-        "mode": mode, "variant": config.model.variant,
-        "image_size": config.input.image_size, "batch_size": config.batch_size,
-        "dtype": config.model.dtype, "remat": config.model.remat,
+        "mode": mode,
+        "variant": config.model.variant,
+        "image_size": config.input.image_size,
+        "batch_size": config.batch_size,
+        "dtype": config.model.dtype,
+        "remat": config.model.remat,
         "grad_accum_steps": config.grad_accum_steps,
-        "device_kind": jax.devices()[0].device_kind, "devices": jax.device_count(),
-        "processes": jax.process_count(), "steps": steps, **result,
+        "device_kind": jax.devices()[0].device_kind,
+        "devices": jax.device_count(),
+        "processes": jax.process_count(),
+        "steps": steps,
+        **result,
     }
 
 
@@ -144,8 +158,9 @@ def main(argv):
     del argv
     try:
         distributed.initialize_from_flags()
-        result = benchmark(flags.FLAGS.config, flags.FLAGS.mode, flags.FLAGS.steps,
-                           flags.FLAGS.warmup)
+        result = benchmark(
+            flags.FLAGS.config, flags.FLAGS.mode, flags.FLAGS.steps, flags.FLAGS.warmup
+        )
     except (run.ConfigError, distributed.DistributedError) as err:
         sys.exit(f"Config error: {err}")
     if jax.process_index() == 0:
@@ -154,10 +169,10 @@ def main(argv):
 
 if __name__ == "__main__":
     # Defined here, not on import, so tests can import this next to pretrain.
-    config_flags.DEFINE_config_file("config", None, "Path to a config file.",
-                                    lock_config=True)
-    flags.DEFINE_enum("mode", "step", ["step", "input"],
-                      "Time the train step, or the input pipeline alone.")
+    config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)
+    flags.DEFINE_enum(
+        "mode", "step", ["step", "input"], "Time the train step, or the input pipeline alone."
+    )
     flags.DEFINE_integer("steps", 10, "Timed steps (or batches).", lower_bound=1)
     flags.DEFINE_integer("warmup", 2, "Untimed steps (or batches) first.", lower_bound=0)
     flags.mark_flags_as_required(["config"])

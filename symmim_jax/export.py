@@ -16,6 +16,7 @@ transposes, fused qkv) and writes .safetensors without torch. Writing .pth and
 `--verify` (timm's outputs against this model's on random images) need the
 optional extra `requirements-export.txt`. The mapping is `interop/timm_vit.py`.
 """
+
 import argparse
 import os
 import sys
@@ -28,16 +29,23 @@ from symmim_jax.interop import timm_vit  # noqa: E402
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m symmim_jax.export",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m symmim_jax.export", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--checkpoint", required=True, help="the run's workdir")
     parser.add_argument("--step", type=int, help="checkpoint step (default latest)")
     parser.add_argument("--out", required=True, help="FILE.safetensors or FILE.pth")
-    parser.add_argument("--timm-name", help="timm model name, e.g. vit_base_patch16_224 "
-                        "(default: from the checkpoint's shapes and config)")
+    parser.add_argument(
+        "--timm-name",
+        help="timm model name, e.g. vit_base_patch16_224 "
+        "(default: from the checkpoint's shapes and config)",
+    )
     parser.add_argument("--what", choices=timm_vit.WHAT, default="encoder")
-    parser.add_argument("--verify", action="store_true",
-                        help=f"compare with timm on random images (max abs {timm_vit.TOLERANCE})")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help=f"compare with timm on random images (max abs {timm_vit.TOLERANCE})",
+    )
     return parser.parse_args(argv)
 
 
@@ -55,20 +63,24 @@ def main(argv=None):
         timm_vit.write(state, args.out)
     except ImportError as err:
         sys.exit(f"{err}: install the export extra, pip install -r requirements-export.txt")
-    print(f"Wrote the {args.what} of step {step} ({len(state)} tensors) to {args.out}. "
-          f"In PyTorch:\n\n{timm_vit.usage(model, args.out)}\n")
+    print(
+        f"Wrote the {args.what} of step {step} ({len(state)} tensors) to {args.out}. "
+        f"In PyTorch:\n\n{timm_vit.usage(model, args.out)}\n"
+    )
     if args.verify:
         try:
             differences = timm_vit.verify(params, model, args.out)
         except ImportError as err:
-            sys.exit(f"{err}: --verify needs the export extra, "
-                     "pip install -r requirements-export.txt")
+            sys.exit(
+                f"{err}: --verify needs the export extra, pip install -r requirements-export.txt"
+            )
         except RuntimeError as err:  # timm: unknown model, or a strict-load mismatch
-            sys.exit(f"--verify: timm cannot load {args.out}: "
-                     f"{' '.join(str(err).split())[:300]}")
+            sys.exit(f"--verify: timm cannot load {args.out}: {' '.join(str(err).split())[:300]}")
         worst = max(differences.values())
-        print("--verify: max abs difference JAX vs timm (float32): " + ", ".join(
-            f"{name} {value:.2e}" for name, value in differences.items()))
+        print(
+            "--verify: max abs difference JAX vs timm (float32): "
+            + ", ".join(f"{name} {value:.2e}" for name, value in differences.items())
+        )
         if not worst <= timm_vit.TOLERANCE:
             sys.exit(f"--verify failed: max abs difference {worst:.2e} > {timm_vit.TOLERANCE}.")
 

@@ -13,6 +13,7 @@ parameters go to WORKDIR/best/, the last to WORKDIR/checkpoints/ (resumable),
 the scores to WORKDIR/results.json. The run honours config.mesh (data x FSDP)
 and config.grad_accum_steps like pretraining: it is the same skeleton.
 """
+
 import os
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -22,7 +23,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
-from symmim_jax.data import augment, mixup, pipeline  # noqa: E402
+from symmim_jax.data import augment, mixup, pipeline, sources  # noqa: E402
 from symmim_jax.evaluation import classification  # noqa: E402
 from symmim_jax.models import classifier  # noqa: E402
 from symmim_jax.ops import ema, patches  # noqa: E402
@@ -47,11 +48,19 @@ class FineTune(step.Objective):
         fc = self.config
         mix_key, drop_key = jax.random.split(key)
         images, targets = mixup.mix(
-            mix_key, batch["image"], batch["label"], self.num_classes,
-            mixup_alpha=fc.mixup_alpha, cutmix_alpha=fc.cutmix_alpha, prob=fc.mixup_prob,
-            switch_prob=fc.mixup_switch_prob, smoothing=fc.label_smoothing)
-        logits = self.net.apply({"params": params}, images, train=True,
-                                rngs={"drop_path": drop_key})
+            mix_key,
+            batch["image"],
+            batch["label"],
+            self.num_classes,
+            mixup_alpha=fc.mixup_alpha,
+            cutmix_alpha=fc.cutmix_alpha,
+            prob=fc.mixup_prob,
+            switch_prob=fc.mixup_switch_prob,
+            smoothing=fc.label_smoothing,
+        )
+        logits = self.net.apply(
+            {"params": params}, images, train=True, rngs={"drop_path": drop_key}
+        )
         return step.LossOutput(optax.softmax_cross_entropy(logits, targets).mean(), {})
 
     def after_step(self, params, target_params, method_state, observations, step):
@@ -64,7 +73,6 @@ class FineTune(step.Objective):
 
 
 class FineTuning(run.Task):
-
     def check_config(self):
         """config.optim, config.finetune, config.augment (configs/base_finetune.py)."""
         config = self.config
@@ -72,55 +80,64 @@ class FineTuning(run.Task):
         classification.check_config(config)
         fc, aug = config.finetune, config.augment
         if not 0 <= fc.label_smoothing < 1:
-            raise ValueError(f"config.finetune.label_smoothing={fc.label_smoothing} must be "
-                             "in [0, 1).")
+            raise ValueError(
+                f"config.finetune.label_smoothing={fc.label_smoothing} must be in [0, 1)."
+            )
         if fc.mixup_alpha < 0 or fc.cutmix_alpha < 0:
-            raise ValueError("config.finetune.mixup_alpha and cutmix_alpha must be >= 0 "
-                             "(0 = off).")
+            raise ValueError("config.finetune.mixup_alpha and cutmix_alpha must be >= 0 (0 = off).")
         for field in ("mixup_prob", "mixup_switch_prob"):
             if not 0 <= fc[field] <= 1:
                 raise ValueError(f"config.finetune.{field}={fc[field]} must be in [0, 1].")
         if not 0 <= fc.ema_decay < 1:
             raise ValueError(f"config.finetune.ema_decay={fc.ema_decay} must be in [0, 1).")
         if not (aug.randaug_num_ops >= 0 and 0 <= aug.randaug_magnitude <= 10):
-            raise ValueError(f"config.augment.randaug_num_ops={aug.randaug_num_ops} must be "
-                             f">= 0 and randaug_magnitude={aug.randaug_magnitude} in [0, 10].")
+            raise ValueError(
+                f"config.augment.randaug_num_ops={aug.randaug_num_ops} must be "
+                f">= 0 and randaug_magnitude={aug.randaug_magnitude} in [0, 10]."
+            )
         if not 0 <= aug.reprob <= 1:
             raise ValueError(f"config.augment.reprob={aug.reprob} must be in [0, 1].")
 
-
     def prepare(self):
         config = self.config
-        num_examples = pipeline.num_examples(config.dataset)
-        self.num_classes = pipeline.num_classes(config.dataset)
-        pipeline.num_examples(pipeline.with_split(config.dataset,
-                                                  config.finetune.eval_split))
+        num_examples = sources.num_examples(config.dataset)
+        self.num_classes = sources.num_classes(config.dataset)
+        sources.num_examples(sources.with_split(config.dataset, config.finetune.eval_split))
         self.objective = FineTune(config, self.num_classes)
         self.pretrained, self.init_info = checkpoint.load_init_encoder(
-            config, self.objective.net.encoder)
+            config, self.objective.net.encoder
+        )
         return run.run_length(config, num_examples)
 
     def build(self, length, mesh, workdir):
         config, objective = self.config, self.objective
         tx, lr_schedule = optim.make_finetune_adamw(
-            config.optim, config.batch_size, length.total_steps, length.warmup_steps,
-            depth=objective.net.encoder.depth)
+            config.optim,
+            config.batch_size,
+            length.total_steps,
+            length.warmup_steps,
+            depth=objective.net.encoder.depth,
+        )
         scores = classification.make_accuracy(
-            lambda params, batch: objective.logits(params, patches.normalize(
-                batch["image"], config.input.mean, config.input.std)), mesh)
-        eval_batches = lambda: pipeline.make_eval_iterator(config,
-                                                           config.finetune.eval_split)
+            lambda params, batch: objective.logits(
+                params, patches.normalize(batch["image"], config.input.mean, config.input.std)
+            ),
+            mesh,
+        )
+        eval_batches = lambda: pipeline.make_eval_iterator(config, config.finetune.eval_split)
 
         def score(state):
             result = scores(state.params, eval_batches())
             if state.target_params:
-                result.update({f"ema_{k}": v for k, v in
-                               scores(state.target_params, eval_batches()).items()})
+                result.update(
+                    {f"ema_{k}": v for k, v in scores(state.target_params, eval_batches()).items()}
+                )
             loop.say(f"top-1 {result['top1']:.4f}, top-5 {result['top5']:.4f}")
             return result, state.params
+
         self.evaluation = classification.Evaluation(
-            workdir, score, config.eval_every or length.steps_per_epoch,
-            length.total_steps)
+            workdir, score, config.eval_every or length.steps_per_epoch, length.total_steps
+        )
         return objective, tx, lr_schedule
 
     def load_pretrained(self, state):
@@ -131,8 +148,8 @@ class FineTuning(run.Task):
         loop.say(f"Encoder from {self.init_info['init_from']} step {self.init_info['step']}")
         return state.replace(
             params={**state.params, "encoder": encoder},
-            target_params=state.target_params and {**state.target_params,
-                                                   "encoder": encoder})
+            target_params=state.target_params and {**state.target_params, "encoder": encoder},
+        )
 
     def resumed(self, record):
         self.init_info = record["init"]
@@ -142,8 +159,11 @@ class FineTuning(run.Task):
 
     def batches(self, start_step):
         return pipeline.make_train_iterator(
-            self.config, start_step=start_step, with_label=True,
-            augment=augment.make_finetune_augment(self.config.augment))
+            self.config,
+            start_step=start_step,
+            with_label=True,
+            augment=augment.make_finetune_augment(self.config.augment),
+        )
 
     def evaluate(self, step, state):
         return self.evaluation(step, state)

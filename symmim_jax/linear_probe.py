@@ -12,6 +12,7 @@ With augmentation (crop + flip, as MAE) each step encodes its batch with the
 frozen encoder, which the state holds as `target_params`; the BatchNorm
 statistics are its `method_state`.
 """
+
 import os
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -22,7 +23,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from symmim_jax.data import pipeline  # noqa: E402
+from symmim_jax.data import pipeline, sources  # noqa: E402
 from symmim_jax.evaluation import classification, features  # noqa: E402
 from symmim_jax.models import heads, vit  # noqa: E402
 from symmim_jax.train import checkpoint, cli, loop, optim, run, sharding, step  # noqa: E402
@@ -32,20 +33,24 @@ class LinearProbe(step.Objective):
     """Cross-entropy of the head on frozen features: batch["feature"] (fast
     path) or the features of batch["image"] under the frozen encoder."""
 
-    def __init__(self, encoder: vit.VisionTransformer, probe_config, input_config,
-                 num_classes: int):
+    def __init__(
+        self, encoder: vit.VisionTransformer, probe_config, input_config, num_classes: int
+    ):
         self.head = heads.LinearClassifier(num_classes)
         self.extract, self.trim = features.make_extractor(
-            encoder, block=probe_config.block, pool=probe_config.pool,
-            mean=input_config.mean, std=input_config.std)
+            encoder,
+            block=probe_config.block,
+            pool=probe_config.pool,
+            mean=input_config.mean,
+            std=input_config.std,
+        )
         self.encoder, self.width = encoder, encoder.width
         self.encodes = probe_config.augment  # else the features come extracted
 
     def init(self, key, images):
         head_key, encoder_key = jax.random.split(key)
         variables = self.head.init(head_key, jnp.zeros((2, self.width)), train=False)
-        frozen = (self.trim(self.encoder.init(encoder_key, images)["params"])
-                  if self.encodes else {})
+        frozen = self.trim(self.encoder.init(encoder_key, images)["params"]) if self.encodes else {}
         return variables["params"], frozen, variables["batch_stats"]
 
     def features(self, frozen, batch):
@@ -57,7 +62,10 @@ class LinearProbe(step.Objective):
     def loss(self, params, batch, key, *, target_params, method_state):
         logits, updates = self.head.apply(
             {"params": params, "batch_stats": method_state},
-            self.features(target_params, batch), train=True, mutable=["batch_stats"])
+            self.features(target_params, batch),
+            train=True,
+            mutable=["batch_stats"],
+        )
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
         return step.LossOutput(loss.mean(), {}, observations=updates["batch_stats"])
 
@@ -65,8 +73,11 @@ class LinearProbe(step.Objective):
         return target_params, observations, {}
 
     def logits(self, state, batch):
-        return self.head.apply({"params": state.params, "batch_stats": state.method_state},
-                               self.features(state.target_params, batch), train=False)
+        return self.head.apply(
+            {"params": state.params, "batch_stats": state.method_state},
+            self.features(state.target_params, batch),
+            train=False,
+        )
 
 
 def feature_batches(feats, labels, batch_size: int, seed: int, start_step: int):
@@ -78,7 +89,7 @@ def feature_batches(feats, labels, batch_size: int, seed: int, start_step: int):
         (epoch_seed,) = np.random.SeedSequence([seed, epoch]).generate_state(1)
         order = np.random.default_rng(epoch_seed).permutation(len(feats))
         for i in range(step_in_epoch, steps_per_epoch):
-            idx = order[i * batch_size:(i + 1) * batch_size]
+            idx = order[i * batch_size : (i + 1) * batch_size]
             yield {"feature": feats[idx], "label": labels[idx]}
         epoch, step_in_epoch = epoch + 1, 0
 
@@ -86,14 +97,16 @@ def feature_batches(feats, labels, batch_size: int, seed: int, start_step: int):
 def padded_batches(feats, labels, batch_size: int):
     """One ordered pass in equal batches, the last padded (valid = 0)."""
     for i in range(0, len(feats), batch_size):
-        f, y = feats[i:i + batch_size], labels[i:i + batch_size]
+        f, y = feats[i : i + batch_size], labels[i : i + batch_size]
         pad = batch_size - len(f)
-        yield {"feature": np.pad(f, ((0, pad), (0, 0))), "label": np.pad(y, (0, pad)),
-               "valid": np.pad(np.ones(len(f), np.int32), (0, pad))}
+        yield {
+            "feature": np.pad(f, ((0, pad), (0, 0))),
+            "label": np.pad(y, (0, pad)),
+            "valid": np.pad(np.ones(len(f), np.int32), (0, pad)),
+        }
 
 
 class LinearProbing(run.Task):
-
     def check_config(self):
         """config.optim (LARS) and config.probe (configs/base_probe.py)."""
         config = self.config
@@ -104,19 +117,22 @@ class LinearProbing(run.Task):
         if probe.pool not in ("cls", "mean"):
             raise ValueError(f"config.probe.pool={probe.pool!r}: use 'cls' or 'mean'.")
         if probe.block is not None and not 1 <= probe.block <= depth:
-            raise ValueError(f"config.probe.block={probe.block} must be in 1..{depth} (the "
-                             "encoder's depth) or unset for the last block.")
+            raise ValueError(
+                f"config.probe.block={probe.block} must be in 1..{depth} (the "
+                "encoder's depth) or unset for the last block."
+            )
         if not probe.augment and jax.process_count() > 1:
-            raise ValueError("config.probe.augment=False (features extracted once) runs on "
-                             "one process; set config.probe.augment=True for multi-process runs.")
-
+            raise ValueError(
+                "config.probe.augment=False (features extracted once) runs on "
+                "one process; set config.probe.augment=True for multi-process runs."
+            )
 
     def prepare(self):
         config = self.config
         self.encoder = vit.build_encoder(config.model).clone(drop_path=0.0, parent=None)
-        self.num_examples = pipeline.num_examples(config.dataset)
-        pipeline.num_examples(pipeline.with_split(config.dataset, config.probe.eval_split))
-        self.num_classes = pipeline.num_classes(config.dataset)
+        self.num_examples = sources.num_examples(config.dataset)
+        sources.num_examples(sources.with_split(config.dataset, config.probe.eval_split))
+        self.num_classes = sources.num_classes(config.dataset)
         if config.probe.train_examples and not config.probe.augment:
             self.num_examples = min(self.num_examples, config.probe.train_examples)
         self.pretrained, self.init_info = checkpoint.load_init_encoder(config, self.encoder)
@@ -125,23 +141,29 @@ class LinearProbing(run.Task):
     def build(self, length, mesh, workdir):
         config = self.config
         self.mesh = mesh
-        self.objective = LinearProbe(self.encoder, config.probe, config.input,
-                                     self.num_classes)
+        self.objective = LinearProbe(self.encoder, config.probe, config.input, self.num_classes)
         if self.pretrained is None:  # random features: the encoder's init from the seed
             images = jnp.zeros((1, config.input.image_size, config.input.image_size, 3))
-            self.pretrained = jax.device_get(self.encoder.init(
-                jax.random.fold_in(jax.random.key(config.seed), 1), images)["params"])
+            self.pretrained = jax.device_get(
+                self.encoder.init(jax.random.fold_in(jax.random.key(config.seed), 1), images)[
+                    "params"
+                ]
+            )
         self.frozen = self.objective.trim(self.pretrained)
-        tx, lr_schedule = optim.make_lars(config.optim, config.batch_size,
-                                          length.total_steps, length.warmup_steps)
+        tx, lr_schedule = optim.make_lars(
+            config.optim, config.batch_size, length.total_steps, length.warmup_steps
+        )
         accuracy = classification.make_accuracy(self.objective.logits, mesh)
-        self.eval_batches = lambda: pipeline.make_eval_iterator(config,
-                                                                config.probe.eval_split)
+        self.eval_batches = lambda: pipeline.make_eval_iterator(config, config.probe.eval_split)
         self.evaluation = classification.Evaluation(
-            workdir, lambda state: (accuracy(state, self.eval_batches()),
-                                    {"params": state.params,
-                                     "batch_stats": state.method_state}),
-            config.eval_every or length.steps_per_epoch, length.total_steps)
+            workdir,
+            lambda state: (
+                accuracy(state, self.eval_batches()),
+                {"params": state.params, "batch_stats": state.method_state},
+            ),
+            config.eval_every or length.steps_per_epoch,
+            length.total_steps,
+        )
         return self.objective, tx, lr_schedule
 
     def load_pretrained(self, state):
@@ -156,15 +178,18 @@ class LinearProbing(run.Task):
     def batches(self, start_step):
         config = self.config
         if self.objective.encodes:
-            return pipeline.make_train_iterator(config, start_step=start_step,
-                                                with_label=True)
-        loop.say(f"Extracting features of {self.num_examples} training and the "
-                 f"{config.probe.eval_split!r} images once")
+            return pipeline.make_train_iterator(config, start_step=start_step, with_label=True)
+        loop.say(
+            f"Extracting features of {self.num_examples} training and the "
+            f"{config.probe.eval_split!r} images once"
+        )
         frozen = sharding.place(self.frozen, sharding.replicated(self.mesh))
-        extract = lambda batches: features.extract_all(self.objective.extract, frozen,
-                                                       batches, self.mesh)
-        train_feats = extract(pipeline.make_eval_iterator(
-            config, config.dataset.split, limit=self.num_examples))
+        extract = lambda batches: features.extract_all(
+            self.objective.extract, frozen, batches, self.mesh
+        )
+        train_feats = extract(
+            pipeline.make_eval_iterator(config, config.dataset.split, limit=self.num_examples)
+        )
         test_feats = extract(self.eval_batches())
         self.eval_batches = lambda: padded_batches(*test_feats, config.batch_size)
         return feature_batches(*train_feats, config.batch_size, config.seed, start_step)
@@ -173,11 +198,16 @@ class LinearProbing(run.Task):
         return self.evaluation(step, state)
 
     def finish(self):
-        self.evaluation.write_results(self.init_info, pool=self.config.probe.pool,
-                                      block=self.config.probe.block or self.encoder.depth)
+        self.evaluation.write_results(
+            self.init_info,
+            pool=self.config.probe.pool,
+            block=self.config.probe.block or self.encoder.depth,
+        )
         if self.evaluation.last:
-            loop.say(f"top-1 {self.evaluation.last['top1']:.4f}, "
-                     f"top-5 {self.evaluation.last['top5']:.4f}")
+            loop.say(
+                f"top-1 {self.evaluation.last['top1']:.4f}, "
+                f"top-5 {self.evaluation.last['top5']:.4f}"
+            )
 
     def close(self):
         self.evaluation.close()

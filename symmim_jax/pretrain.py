@@ -9,6 +9,7 @@ python -m symmim_jax.pretrain --config=symmim_jax/configs/symmim.py:B/16 \
 (TPU pod slices, GPU hosts) add `--distributed` or
 `--coordinator_address/--num_processes/--process_id` (train/distributed.py).
 """
+
 import os
 
 # TensorFlow only decodes and crops the input here: no oneDNN kernels needed,
@@ -19,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import jax  # noqa: E402
 
 from symmim_jax import methods  # noqa: E402
-from symmim_jax.data import pipeline  # noqa: E402
+from symmim_jax.data import pipeline, sources  # noqa: E402
 from symmim_jax.evaluation import knn  # noqa: E402
 from symmim_jax.figures import reconstruction  # noqa: E402
 from symmim_jax.train import cli, optim, run  # noqa: E402
@@ -38,18 +39,19 @@ class Pretraining(run.Task):
 
     def prepare(self):
         config = self.config
-        num_examples = pipeline.num_examples(config.dataset)
+        num_examples = sources.num_examples(config.dataset)
         if config.knn.every:  # the monitor needs labels and its held-out split
-            pipeline.num_classes(config.dataset)
-            pipeline.num_examples(pipeline.with_split(config.dataset, config.knn.test_split))
+            sources.num_classes(config.dataset)
+            sources.num_examples(sources.with_split(config.dataset, config.knn.test_split))
         return run.run_length(config, num_examples)
 
     def build(self, length, mesh, workdir):
         config = self.config
         self.method = self.method_class(config, length.total_steps)
         self.monitor = knn.monitor(config, self.method.encoder, mesh)
-        tx, lr_schedule = optim.make_adamw(config.optim, config.batch_size,
-                                           length.total_steps, length.warmup_steps)
+        tx, lr_schedule = optim.make_adamw(
+            config.optim, config.batch_size, length.total_steps, length.warmup_steps
+        )
         return self.method, tx, lr_schedule
 
     def batches(self, start_step):
@@ -64,9 +66,13 @@ class Pretraining(run.Task):
             return
         config = self.config
         grid = reconstruction.reconstruction_grid(
-            self.method, state.params, local_batch["image"][:4],
+            self.method,
+            state.params,
+            local_batch["image"][:4],
             jax.random.fold_in(jax.random.key(config.seed), step),
-            config.input.mean, config.input.std)
+            config.input.mean,
+            config.input.std,
+        )
         writer.image(step, "reconstruction", grid)
 
 

@@ -11,6 +11,7 @@ in the demo) and SimMIM's random mask at 2 patches (its 32 px), ratio 0.6.
 The drawing is in `figures/panels.py`, the arrays in `figures/reconstruction.py`
 (its `reconstruction_grid` is what pretraining logs to TensorBoard).
 """
+
 import os
 import sys
 
@@ -28,8 +29,11 @@ VIEWS = ("reconstruction", "masks", "avgdist")
 flags.DEFINE_string("out", None, "PNG file to write.")
 flags.DEFINE_string("checkpoint", None, "reconstruction: the run's workdir.")
 flags.DEFINE_integer("step", None, "reconstruction: checkpoint step (default latest).")
-flags.DEFINE_list("images", [], "reconstruction: image files instead of the "
-                  "validation split of the run's dataset.")
+flags.DEFINE_list(
+    "images",
+    [],
+    "reconstruction: image files instead of the validation split of the run's dataset.",
+)
 flags.DEFINE_integer("num_images", 4, "reconstruction: validation images shown.")
 flags.DEFINE_integer("seed", 0, "Seed of the random masks.")
 flags.DEFINE_integer("image_size", 224, "masks, avgdist: image side in pixels.")
@@ -42,8 +46,10 @@ def main(argv):
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.ERROR)  # orbax warns about read-only managers
     if len(argv) != 2 or argv[1] not in VIEWS:
-        sys.exit(f"usage: python -m symmim_jax.visualize {{{','.join(VIEWS)}}} "
-                 f"--out=FIG.png ...; got {' '.join(argv[1:]) or 'no view'}.")
+        sys.exit(
+            f"usage: python -m symmim_jax.visualize {{{','.join(VIEWS)}}} "
+            f"--out=FIG.png ...; got {' '.join(argv[1:]) or 'no view'}."
+        )
     if not FLAGS.out:
         sys.exit("--out=FIG.png is required.")
     if argv[1] == "reconstruction":
@@ -55,17 +61,25 @@ def main(argv):
         if missing:
             sys.exit(f"--images: no such file: {', '.join(missing)}")
         try:
-            panels.reconstruction_figure(FLAGS.checkpoint, FLAGS.out, step=FLAGS.step,
-                                  image_files=FLAGS.images, num_images=FLAGS.num_images,
-                                  seed=FLAGS.seed, dpi=FLAGS.dpi)
+            panels.reconstruction_figure(
+                FLAGS.checkpoint,
+                FLAGS.out,
+                step=FLAGS.step,
+                image_files=FLAGS.images,
+                num_images=FLAGS.num_images,
+                seed=FLAGS.seed,
+                dpi=FLAGS.dpi,
+            )
         except (FileNotFoundError, ValueError) as err:  # no checkpoint, no dataset
             sys.exit(str(err))
         except tf.errors.InvalidArgumentError as err:
             sys.exit(f"--images: cannot decode an image: {err.message}")
     else:
         if FLAGS.image_size % FLAGS.patch_size:
-            sys.exit(f"--image_size={FLAGS.image_size} must be a multiple of "
-                     f"--patch_size={FLAGS.patch_size}.")
+            sys.exit(
+                f"--image_size={FLAGS.image_size} must be a multiple of "
+                f"--patch_size={FLAGS.patch_size}."
+            )
         args = (FLAGS.out, FLAGS.image_size, FLAGS.patch_size, FLAGS.seed, FLAGS.dpi)
         if argv[1] == "masks":
             panels.masks_figure(*args)

@@ -1,4 +1,5 @@
 """Test-wide set-up: 8 fake CPU devices so sharded code runs as on a pod slice."""
+
 import os
 
 # Must be set before jax initialises its backends.
@@ -8,6 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 from absl import logging  # noqa: E402
+from fake_fashion_mnist import NUM_TEST, NUM_TRAIN, write_fake_set  # noqa: E402
 import pytest  # noqa: E402
 
 
@@ -18,3 +20,11 @@ def _restore_absl_verbosity():
     level = logging.get_verbosity()
     yield
     logging.set_verbosity(level)
+
+
+@pytest.fixture(scope="module")
+def fake_fmnist(tmp_path_factory):
+    """(source dir, tfds data dir, train images [N, 28, 28] uint8)."""
+    root = tmp_path_factory.mktemp("fmnist")
+    train_images, _ = write_fake_set(root, NUM_TRAIN, NUM_TEST)["train"]
+    return root, root / "tfds", train_images

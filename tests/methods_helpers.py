@@ -1,4 +1,5 @@
 """Shared set-up and NumPy references for the baseline method tests."""
+
 import jax
 import numpy as np
 import tiny_config
@@ -20,8 +21,9 @@ def build(name, batch=4, **overrides):
 
 def pretrain_loss(method, params, images, key, target_params=None):
     """-> (loss, metrics) of `method` on normalized images, as the step calls it."""
-    out = method.loss(params, {"image": images}, key, target_params=target_params or {},
-                      method_state={})
+    out = method.loss(
+        params, {"image": images}, key, target_params=target_params or {}, method_state={}
+    )
     return out.loss, out.metrics
 
 

@@ -1,4 +1,5 @@
 """AvgDist on hand-computable masks and against a brute-force NumPy reference."""
+
 import math
 
 import numpy as np
@@ -79,16 +80,20 @@ def test_table_on_a_two_by_two_cell_grid():
     # two sides: distances min(4 - i, 4 - j) sum to 30 over 16 pixels.
     assert board == avgdist.Row("checkerboard", 4, 0.5, 0.5, 30 / 16)
     # Two of the four cells: opposite corners (30 / 16) or a half (rows 4..1: 2.5).
-    assert (random.strategy, random.cell_px, random.ratio, random.masked) == (
-        "random", 4, 0.5, 0.5)
+    assert (random.strategy, random.cell_px, random.ratio, random.masked) == ("random", 4, 0.5, 0.5)
     assert 30 / 16 <= random.avgdist <= 2.5
 
 
 def test_table_orders_settings_and_writes_markdown():
     rows = avgdist.table(16, 4, cells=(1, 2), ratios=(0.25, 0.75), num_masks=4)
     assert [(r.strategy, r.cell_px, r.ratio) for r in rows] == [
-        ("checkerboard", 4, 0.5), ("checkerboard", 8, 0.5),
-        ("random", 4, 0.25), ("random", 4, 0.75), ("random", 8, 0.25), ("random", 8, 0.75)]
+        ("checkerboard", 4, 0.5),
+        ("checkerboard", 8, 0.5),
+        ("random", 4, 0.25),
+        ("random", 4, 0.75),
+        ("random", 8, 0.25),
+        ("random", 8, 0.75),
+    ]
     # 16 cells of 1 patch: round(0.25 * 16) = 4 masked; 4 cells of 2: 1 masked.
     assert [r.masked for r in rows[2:]] == [0.25, 0.75, 0.25, 0.75]
     # Larger cells and higher ratios put masked pixels further from visible ones.
@@ -103,9 +108,7 @@ def test_table_leaves_out_settings_that_mask_nothing_or_everything():
     # A 4 x 4 patch grid. Cell 4: one cell, fully masked or visible: no row.
     # Cell 2: four cells; round(0.1 * 4) = 0 and round(0.9 * 4) = 4 are left out.
     rows = avgdist.table(16, 4, cells=(1, 2, 4), num_masks=2)
-    assert [(r.strategy, r.cell_px) for r in rows[:2]] == [
-        ("checkerboard", 4), ("checkerboard", 8)]
+    assert [(r.strategy, r.cell_px) for r in rows[:2]] == [("checkerboard", 4), ("checkerboard", 8)]
     assert [r.ratio for r in rows if r.cell_px == 4][1:] == list(avgdist.RATIOS)
-    assert [r.ratio for r in rows if r.cell_px == 8][1:] == [0.2, 0.3, 0.4, 0.5, 0.6,
-                                                            0.7, 0.8]
+    assert [r.ratio for r in rows if r.cell_px == 8][1:] == [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
     assert len(rows) == 2 + 9 + 7

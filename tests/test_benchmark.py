@@ -1,4 +1,5 @@
 """Benchmark pieces: the peak table and the model-FLOP count."""
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -8,10 +9,19 @@ from symmim_jax import benchmark, methods
 from symmim_jax.train import optim, run, sharding
 
 
-@pytest.mark.parametrize("kind, peak", [
-    ("NVIDIA H100 80GB HBM3", 989.4), ("NVIDIA H100 PCIe", 756.0),
-    ("NVIDIA H200", 989.4), ("NVIDIA A100-SXM4-80GB", 312.0), ("TPU v4", 275.0),
-    ("TPU v5 lite", 197.0), ("TPU v5p", 459.0), ("cpu", None)])
+@pytest.mark.parametrize(
+    "kind, peak",
+    [
+        ("NVIDIA H100 80GB HBM3", 989.4),
+        ("NVIDIA H100 PCIe", 756.0),
+        ("NVIDIA H200", 989.4),
+        ("NVIDIA A100-SXM4-80GB", 312.0),
+        ("TPU v4", 275.0),
+        ("TPU v5 lite", 197.0),
+        ("TPU v5p", 459.0),
+        ("cpu", None),
+    ],
+)
 def test_peak_tflops(kind, peak):
     assert benchmark.peak_tflops(kind) == peak
 
@@ -25,8 +35,9 @@ def _flops(**overrides):
     _, abstract = run.abstract_state(config, method, tx, mesh)
     shardings = run.shardings_of(abstract)
     batch = {"image": jax.ShapeDtypeStruct((config.batch_size, 16, 16, 3), jnp.uint8)}
-    return benchmark.model_flops(config, tx, schedule, mesh, shardings, abstract, batch,
-                                 jax.random.key(0))
+    return benchmark.model_flops(
+        config, tx, schedule, mesh, shardings, abstract, batch, jax.random.key(0)
+    )
 
 
 def test_model_flops_ignore_remat_and_accumulation_and_scale_with_the_batch():

@@ -1,6 +1,7 @@
 """Checkpoints: save, restore, partial loads, damaged steps; the pretrained
 encoder restored from them (equal to the saved one, placed on a mesh, wrong
 sizes and paths refused with what was found and expected, other image sizes)."""
+
 from fake_pretraining import encoder_params, vit_config, write_workdir
 import jax
 import jax.numpy as jnp
@@ -15,8 +16,12 @@ from symmim_jax.train import checkpoint, sharding
 
 def _state(seed):
     key = jax.random.key(seed)
-    return {"step": jnp.asarray(seed), "params": {"w": jax.random.normal(key, (3, 2))},
-            "target_params": {"w": jnp.ones((3, 2))}, "opt_state": {"mu": jnp.zeros(4)}}
+    return {
+        "step": jnp.asarray(seed),
+        "params": {"w": jax.random.normal(key, (3, 2))},
+        "target_params": {"w": jnp.ones((3, 2))},
+        "opt_state": {"mu": jnp.zeros(4)},
+    }
 
 
 def test_save_restore_and_partial_load(tmp_path):
@@ -70,8 +75,9 @@ def test_a_new_image_size_rebuilds_the_position_table(tmp_path):
     """Pretrained at 16 px, used at 24 px: the same parameters, a 6 x 6 grid."""
     saved = encoder_params("mu/4", 16)
     encoder = vit.build_encoder(vit_config("mu/4"))
-    loaded, _ = checkpoint.load_encoder(write_workdir(tmp_path / "pre", saved), None,
-                                        encoder, image_size=24)
+    loaded, _ = checkpoint.load_encoder(
+        write_workdir(tmp_path / "pre", saved), None, encoder, image_size=24
+    )
     tokens = encoder.apply({"params": loaded}, jnp.ones((1, 24, 24, 3)))
     assert tokens.shape == (1, 1 + 36, 32)
 
@@ -79,9 +85,11 @@ def test_a_new_image_size_rebuilds_the_position_table(tmp_path):
 def test_wrong_model_size_names_found_and_expected(tmp_path):
     workdir = write_workdir(tmp_path / "pre", encoder_params("mu/4", 16))
     encoder = vit.build_encoder(vit_config("mu/8"))
-    with pytest.raises(checkpoint.CheckpointMismatch,
-                       match=r"width 32, depth 2, patch 4\).*\(width 32, depth 2, patch 8\)"
-                             r".*patch_embed/kernel"):
+    with pytest.raises(
+        checkpoint.CheckpointMismatch,
+        match=r"width 32, depth 2, patch 4\).*\(width 32, depth 2, patch 8\)"
+        r".*patch_embed/kernel",
+    ):
         checkpoint.load_encoder(workdir, None, encoder, image_size=16)
     deeper = encoder.clone(depth=3, parent=None)
     with pytest.raises(checkpoint.CheckpointMismatch, match=r"missing \['blocks_2/"):

@@ -1,5 +1,6 @@
 """Every preset loads and passes the checks; the ImageNet presets run one real
 step at 224 px; config files load from any directory through the flag."""
+
 import functools
 import importlib
 import os
@@ -30,8 +31,12 @@ def check(task_class, config, num_devices=8):
     run.check(task_class(config), num_devices, num_processes=1)
 
 
-@pytest.mark.parametrize("name, arg", [("symmim", size) for size in SIZES]
-                         + [(name, "B/16") for name in BASELINES] + [("demo", None)])
+@pytest.mark.parametrize(
+    "name, arg",
+    [("symmim", size) for size in SIZES]
+    + [(name, "B/16") for name in BASELINES]
+    + [("demo", None)],
+)
 def test_pretraining_preset_passes_the_checks_on_8_devices(name, arg):
     check(pretrain.Pretraining, load(name, arg))
 
@@ -86,8 +91,9 @@ def test_method_sections_are_the_classes_defaults():
         assert config[name].to_dict() == method.defaults
 
 
-@pytest.mark.parametrize("name, arg", [("symmim", size) for size in SIZES]
-                         + [(name, "B/16") for name in BASELINES])
+@pytest.mark.parametrize(
+    "name, arg", [("symmim", size) for size in SIZES] + [(name, "B/16") for name in BASELINES]
+)
 def test_preset_runs_one_step_at_224(name, arg, tmp_path):
     config = load(name, arg)
     config.batch_size = 2
@@ -102,9 +108,17 @@ def test_preset_runs_one_step_at_224(name, arg, tmp_path):
     tx, schedule = optim.make_adamw(config.optim, config.batch_size, 100, 10)
     init = functools.partial(init_state, method, tx, image_shape=(1, 224, 224, 3))
     state = jax.jit(init)(jax.random.key(0))
-    step = jax.jit(functools.partial(train_step, objective=method, tx=tx,
-                                     lr_schedule=schedule, mean=config.input.mean,
-                                     std=config.input.std), donate_argnums=0)
+    step = jax.jit(
+        functools.partial(
+            train_step,
+            objective=method,
+            tx=tx,
+            lr_schedule=schedule,
+            mean=config.input.mean,
+            std=config.input.std,
+        ),
+        donate_argnums=0,
+    )
     state, metrics = step(state, sharding.global_batch(batch, mesh), jax.random.key(1))
     assert int(state.step) == 1
     for name_, value in jax.device_get(metrics).items():
@@ -114,8 +128,9 @@ def test_preset_runs_one_step_at_224(name, arg, tmp_path):
         assert 3.0 < float(metrics["loss_con"]) < 8.0
 
 
-@pytest.mark.parametrize("name, arg", [("finetune", size) for size in SIZES]
-                         + [("demo_finetune", None)])
+@pytest.mark.parametrize(
+    "name, arg", [("finetune", size) for size in SIZES] + [("demo_finetune", None)]
+)
 def test_finetune_preset_passes_the_checks(name, arg):
     check(finetune.FineTuning, load(name, arg))
 
@@ -126,7 +141,9 @@ def test_finetune_sizes_follow_the_paper():
     for size, expected in table.items():
         c = load("finetune", size)
         assert (c.model.variant, c.epochs, c.warmup_epochs, c.optim.layer_decay) == (
-            size, *expected)
+            size,
+            *expected,
+        )
         assert (c.finetune.mixup_alpha, c.finetune.cutmix_alpha) == (0.8, 1.0)
         assert (c.finetune.label_smoothing, c.augment.reprob) == (0.1, 0.25)
         assert c.optim.base_lr * 2048 / c.optim.base_batch_size == 5e-3
@@ -150,12 +167,23 @@ def test_evaluation_configs_hold_no_pretraining_sections():
 def test_a_preset_loads_through_the_flag_from_any_directory(tmp_path):
     """--config=/abs/path/FILE.py:ARG from outside the repository."""
     path = os.path.join(os.path.dirname(pipeline.__file__), "..", "configs", "symmim.py")
-    code = ("from absl import flags; from ml_collections import config_flags; "
-            "import sys; config_flags.DEFINE_config_file('config'); "
-            "flags.FLAGS(sys.argv); c = flags.FLAGS.config; "
-            "print(c.model.variant, c.epochs, c.batch_size)")
+    code = (
+        "from absl import flags; from ml_collections import config_flags; "
+        "import sys; config_flags.DEFINE_config_file('config'); "
+        "flags.FLAGS(sys.argv); c = flags.FLAGS.config; "
+        "print(c.model.variant, c.epochs, c.batch_size)"
+    )
     result = subprocess.run(
-        [sys.executable, "-c", code, f"--config={os.path.abspath(path)}:L/16",
-         "--config.batch_size=64"], capture_output=True, text=True, cwd=tmp_path,
-        timeout=120)
+        [
+            sys.executable,
+            "-c",
+            code,
+            f"--config={os.path.abspath(path)}:L/16",
+            "--config.batch_size=64",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert result.stdout.split() == ["L/16", "1600", "64"], result.stderr[-2000:]

@@ -28,17 +28,20 @@ def test_masked_rows_are_ignored_and_visible_rows_are_used(setup):
     noise = jax.random.normal(jax.random.key(2), x.shape)
     hidden = jnp.pad(mask, ((0, 0), (1, 0)))[..., None]  # [B, 1 + N, 1]
     np.testing.assert_allclose(
-        dec.apply({"params": params}, jnp.where(hidden, x + noise, x), mask, (4, 4)),
-        out, atol=1e-6)
+        dec.apply({"params": params}, jnp.where(hidden, x + noise, x), mask, (4, 4)), out, atol=1e-6
+    )
     assert not np.allclose(
-        dec.apply({"params": params}, jnp.where(hidden, x, x + noise), mask, (4, 4)),
-        out, atol=1e-3)
+        dec.apply({"params": params}, jnp.where(hidden, x, x + noise), mask, (4, 4)), out, atol=1e-3
+    )
 
 
-@pytest.mark.parametrize("width, depth, heads, field", [
-    (18, 1, 2, "decoder_width"), (16, 1, 3, "decoder_width"), (16, 0, 2, "decoder_depth")])
+@pytest.mark.parametrize(
+    "width, depth, heads, field",
+    [(18, 1, 2, "decoder_width"), (16, 1, 3, "decoder_width"), (16, 0, 2, "decoder_depth")],
+)
 def test_check_config_names_the_field(width, depth, heads, field):
-    section = ml_collections.ConfigDict(dict(
-        decoder_width=width, decoder_depth=depth, decoder_heads=heads))
+    section = ml_collections.ConfigDict(
+        dict(decoder_width=width, decoder_depth=depth, decoder_heads=heads)
+    )
     with pytest.raises(ValueError, match=f"config.mae.{field}"):
         decoder.check_config(section, "mae")

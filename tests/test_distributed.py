@@ -1,5 +1,6 @@
 """Multi-process runs on one machine: 2 processes x 4 CPU devices (gloo
 collectives) through the real entry point equal 1 process x 8 devices."""
+
 import json
 import os
 import socket
@@ -16,8 +17,13 @@ from symmim_jax.train import checkpoint, distributed, optim
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 3
-OVERRIDES = {"dataset.name": "synthetic", "total_steps": STEPS, "log_every": 1,
-             "checkpoint_every": STEPS, "visualize_every": 0}
+OVERRIDES = {
+    "dataset.name": "synthetic",
+    "total_steps": STEPS,
+    "log_every": 1,
+    "checkpoint_every": STEPS,
+    "visualize_every": 0,
+}
 
 
 def _free_port() -> int:
@@ -27,16 +33,28 @@ def _free_port() -> int:
 
 
 def _launch(workdir, port, process_id):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="4",
-               XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo")
-    command = [sys.executable, "-m", "symmim_jax.pretrain",
-               "--config=tests/tiny_config.py", f"--workdir={workdir}",
-               f"--coordinator_address=localhost:{port}", "--num_processes=2",
-               f"--process_id={process_id}", "--distributed_timeout=60",
-               *(f"--config.{name}={value}" for name, value in OVERRIDES.items())]
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        JAX_NUM_CPU_DEVICES="4",
+        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+        JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "symmim_jax.pretrain",
+        "--config=tests/tiny_config.py",
+        f"--workdir={workdir}",
+        f"--coordinator_address=localhost:{port}",
+        "--num_processes=2",
+        f"--process_id={process_id}",
+        "--distributed_timeout=60",
+        *(f"--config.{name}={value}" for name, value in OVERRIDES.items()),
+    ]
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def test_two_processes_equal_one_process(tmp_path):
@@ -58,15 +76,15 @@ def test_two_processes_equal_one_process(tmp_path):
     diffs = []
     for subtree in ("params", "target_params"):
         one, _, step_one = checkpoint.load_params(str(tmp_path / "one"), subtree=subtree)
-        two, record, step_two = checkpoint.load_params(str(tmp_path / "two"),
-                                                       subtree=subtree)
+        two, record, step_two = checkpoint.load_params(str(tmp_path / "two"), subtree=subtree)
         assert step_one == step_two == STEPS
         assert record["data"]["process_count"] == 2
-        diffs += [np.abs(a - b).ravel() for a, b in zip(jax.tree.leaves(one),
-                                                        jax.tree.leaves(two))]
+        diffs += [np.abs(a - b).ravel() for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(two))]
     diffs = np.concatenate(diffs)
-    print(f"max |params(2 x 4) - params(1 x 8)| after {STEPS} steps: {diffs.max():.3g}; "
-          f"{np.mean(diffs > 1e-6):.2%} of {diffs.size} values differ by > 1e-6")
+    print(
+        f"max |params(2 x 4) - params(1 x 8)| after {STEPS} steps: {diffs.max():.3g}; "
+        f"{np.mean(diffs > 1e-6):.2%} of {diffs.size} values differ by > 1e-6"
+    )
     for line_one, line_two in zip(_metrics(tmp_path / "one"), _metrics(tmp_path / "two")):
         for name in ("loss", "grad_norm", "param_norm"):
             np.testing.assert_allclose(line_one[name], line_two[name], rtol=1e-5)

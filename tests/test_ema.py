@@ -9,12 +9,16 @@ from symmim_jax.ops import ema
 
 def test_ema_update_matches_formula_and_skips_online_only_subtrees():
     target = {"encoder": {"w": jnp.array([1.0, 2.0])}, "head": jnp.array(3.0)}
-    online = {"encoder": {"w": jnp.array([5.0, -2.0])}, "head": jnp.array(1.0),
-              "predictor": jnp.array(7.0)}
+    online = {
+        "encoder": {"w": jnp.array([5.0, -2.0])},
+        "head": jnp.array(1.0),
+        "predictor": jnp.array(7.0),
+    }
     out = ema.ema_update(target, online, 0.9)
     assert set(out) == {"encoder", "head"}
-    np.testing.assert_allclose(out["encoder"]["w"], [0.9 * 1 + 0.1 * 5, 0.9 * 2 - 0.1 * 2],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        out["encoder"]["w"], [0.9 * 1 + 0.1 * 5, 0.9 * 2 - 0.1 * 2], rtol=1e-6
+    )
     np.testing.assert_allclose(out["head"], 0.9 * 3 + 0.1 * 1, rtol=1e-6)
 
 

@@ -1,4 +1,5 @@
 """The fashion_mnist_debian TFDS builder, on a tiny fake IDX set."""
+
 from fake_fashion_mnist import write_fake_set, write_idx
 import numpy as np
 import pytest
@@ -13,8 +14,7 @@ NO_GCS = tfds.download.DownloadConfig(try_download_gcs=False)
 def test_read_idx_round_trip(tmp_path):
     images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     write_idx(tmp_path / "x.gz", images)
-    np.testing.assert_array_equal(
-        fashion_mnist_debian.read_idx(tmp_path / "x.gz", 0x0803), images)
+    np.testing.assert_array_equal(fashion_mnist_debian.read_idx(tmp_path / "x.gz", 0x0803), images)
     with pytest.raises(ValueError, match="magic"):
         fashion_mnist_debian.read_idx(tmp_path / "x.gz", 0x0801)
 

@@ -1,4 +1,5 @@
 """Frozen-encoder features: a chosen block's tokens, deterministic extraction."""
+
 from fake_pretraining import encoder_params, vit_config
 import jax
 import jax.numpy as jnp
@@ -17,11 +18,13 @@ def encoder_and_params():
 
 def _batches(images, labels, batch):
     for i in range(0, len(images), batch):
-        n = len(images[i:i + batch])
+        n = len(images[i : i + batch])
         pad = batch - n
-        yield {"image": np.pad(images[i:i + batch], ((0, pad), (0, 0), (0, 0), (0, 0))),
-               "label": np.pad(labels[i:i + batch], (0, pad)),
-               "valid": np.pad(np.ones(n, np.int32), (0, pad))}
+        yield {
+            "image": np.pad(images[i : i + batch], ((0, pad), (0, 0), (0, 0), (0, 0))),
+            "label": np.pad(labels[i : i + batch], (0, pad)),
+            "valid": np.pad(np.ones(n, np.int32), (0, pad)),
+        }
 
 
 def test_block_features_match_the_full_encoder(encoder_and_params):
@@ -32,12 +35,14 @@ def test_block_features_match_the_full_encoder(encoder_and_params):
     _, state = encoder.apply({"params": params}, images, capture_intermediates=True)
     block1 = state["intermediates"]["blocks_0"]["__call__"][0]  # [B, 1 + N, D]
     extract, _ = features.make_extractor(encoder, block=1, pool="mean")
-    np.testing.assert_allclose(extract(params, images), block1[:, 1:].mean(1),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(extract(params, images), block1[:, 1:].mean(1), rtol=1e-5, atol=1e-6)
     extract_last, trim = features.make_extractor(encoder, pool="cls")
-    np.testing.assert_allclose(extract_last(trim(params), images),
-                               encoder.apply({"params": params}, images)[:, 0],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        extract_last(trim(params), images),
+        encoder.apply({"params": params}, images)[:, 0],
+        rtol=1e-5,
+        atol=1e-6,
+    )
     assert "blocks_1" not in features.truncated(encoder, 1)[1](params)
 
 
@@ -46,8 +51,7 @@ def test_extraction_is_deterministic_and_drops_padding(encoder_and_params):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (13, 16, 16, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, 13)
-    extract, trim = features.make_extractor(encoder, pool="cls", mean=(0.5,) * 3,
-                                            std=(0.25,) * 3)
+    extract, trim = features.make_extractor(encoder, pool="cls", mean=(0.5,) * 3, std=(0.25,) * 3)
     mesh = sharding.make_mesh()
     first = features.extract_all(extract, trim(params), _batches(images, labels, 8), mesh)
     second = features.extract_all(extract, trim(params), _batches(images, labels, 8), mesh)

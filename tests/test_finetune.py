@@ -1,5 +1,6 @@
 """Fine-tuning: the loss falls on a fixed batch, the demo config runs end to
 end from a pretraining workdir, resumes, and refuses a wrong encoder."""
+
 import functools
 import json
 import os
@@ -44,11 +45,20 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_loss():
     schedule = optax.constant_schedule(3e-3)
     state = init_state(method, tx, jax.random.key(0), (1, 16, 16, 3))
     rng = np.random.default_rng(0)
-    batch = {"image": rng.integers(0, 256, (8, 16, 16, 3), np.uint8),
-             "label": rng.integers(0, 4, 8)}
-    step = jax.jit(functools.partial(train_step, objective=method, tx=tx,
-                                     lr_schedule=schedule, mean=(0.5,) * 3,
-                                     std=(0.25,) * 3))
+    batch = {
+        "image": rng.integers(0, 256, (8, 16, 16, 3), np.uint8),
+        "label": rng.integers(0, 4, 8),
+    }
+    step = jax.jit(
+        functools.partial(
+            train_step,
+            objective=method,
+            tx=tx,
+            lr_schedule=schedule,
+            mean=(0.5,) * 3,
+            std=(0.25,) * 3,
+        )
+    )
     losses = []
     for _ in range(6):
         state, metrics = step(state, batch, jax.random.key(1))
@@ -73,7 +83,8 @@ def test_demo_config_end_to_end_from_a_pretraining_workdir(fake_source, tmp_path
     assert {"ema_top1", "best_top1", "best_step"} <= set(results)
     # The best checkpoint has the exporter's layout; the final norm is gone.
     best = ocp.PyTreeCheckpointer().restore(
-        os.path.join(workdir, "best", "checkpoints", "2", "state"))["params"]
+        os.path.join(workdir, "best", "checkpoints", "2", "state")
+    )["params"]
     assert set(best) == {"encoder", "fc_norm", "head"} and "norm" not in best["encoder"]
 
     # Resume: a longer run continues from step 2, keeping the encoder's origin.
@@ -94,6 +105,7 @@ def test_step_zero_holds_the_pretrained_encoder(fake_source, tmp_path, monkeypat
 
     def capture(config, workdir, length, manager, state, *args, **kwargs):
         seen["encoder"] = jax.device_get(state.params["encoder"])
+
     monkeypatch.setattr(loop, "run", capture)
     finetune.train(config, str(tmp_path / "ft"))
     trimmed = {k: v for k, v in saved.items() if k != "norm"}
@@ -113,9 +125,16 @@ def test_fsdp_and_accumulation_on_8_devices_equal_one_device(fake_source, tmp_pa
     """config.mesh and grad_accum_steps are honoured: parameters split over 2
     fsdp shards x 4 data shards, 2 micro-batches, give the run of one device."""
     config = small_config(fake_source, tmp_path / "tfds")
-    config.update_from_flattened_dict({
-        "batch_size": 16, "grad_accum_steps": 2, "total_steps": 2, "eval_every": 2,
-        "finetune.mixup_prob": 0.0, "model.drop_path": 0.0})
+    config.update_from_flattened_dict(
+        {
+            "batch_size": 16,
+            "grad_accum_steps": 2,
+            "total_steps": 2,
+            "eval_every": 2,
+            "finetune.mixup_prob": 0.0,
+            "model.drop_path": 0.0,
+        }
+    )
     finetune.train(config, str(tmp_path / "one"), devices=jax.devices()[:1])
     config.mesh.fsdp, config.mesh.fsdp_min_size = 2, 0
     finetune.train(config, str(tmp_path / "eight"))
@@ -125,6 +144,7 @@ def test_fsdp_and_accumulation_on_8_devices_equal_one_device(fake_source, tmp_pa
     for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(eight)):
         # Adam's first steps are +-lr where a gradient is float noise (test_step).
         np.testing.assert_allclose(a, b, atol=2 * lr)
-    results = [json.loads((tmp_path / name / "results.json").read_text())
-               for name in ("one", "eight")]
+    results = [
+        json.loads((tmp_path / name / "results.json").read_text()) for name in ("one", "eight")
+    ]
     assert abs(results[0]["top1"] - results[1]["top1"]) <= 1 / 12

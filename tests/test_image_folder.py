@@ -1,4 +1,5 @@
 """Image-folder datasets: bad files skipped and reported, index cache, exact resume."""
+
 import io
 import itertools
 import json
@@ -11,7 +12,7 @@ import pytest
 import tiny_config
 
 from symmim_jax import pretrain
-from symmim_jax.data import image_folder, pipeline
+from symmim_jax.data import image_folder, pipeline, sources
 
 RNG = np.random.default_rng(0)
 
@@ -35,8 +36,9 @@ GOOD = {
     "cat/deep/rgba.png": lambda: encoded(noise("RGBA"), "PNG"),
     "dog/one_pixel.png": lambda: encoded(Image.new("RGB", (1, 1), (200, 30, 90)), "PNG"),
     "dog/large.png": lambda: encoded(Image.new("RGB", (3000, 2000), (10, 200, 30)), "PNG"),
-    "dog/gray16.png": lambda: encoded(Image.fromarray(
-        RNG.integers(0, 65536, (20, 20)).astype(np.uint16)), "PNG"),
+    "dog/gray16.png": lambda: encoded(
+        Image.fromarray(RNG.integers(0, 65536, (20, 20)).astype(np.uint16)), "PNG"
+    ),
     **{f"dog/more{i}.jpeg": lambda: encoded(noise("RGB"), "JPEG") for i in range(4)},
 }
 BAD = {
@@ -64,16 +66,22 @@ def root(tmp_path_factory):
 
 
 def make_config(root, split="train", data_dir=None, batch_size=4, **input_overrides):
-    input_config = dict(image_size=16, crop_scale=(0.3, 1.0), crop_ratio=(0.75, 1.33),
-                        flip=True)
+    input_config = dict(image_size=16, crop_scale=(0.3, 1.0), crop_ratio=(0.75, 1.33), flip=True)
     input_config.update(input_overrides)
-    return ml_collections.ConfigDict(dict(
-        seed=0,
-        batch_size=batch_size,  # 12 good images // 4 = 3 steps per epoch.
-        dataset=dict(name="image_folder", split=split, data_dir=data_dir,
-                     manual_dir=str(root), shuffle_buffer=64),
-        input=input_config,
-    ))
+    return ml_collections.ConfigDict(
+        dict(
+            seed=0,
+            batch_size=batch_size,  # 12 good images // 4 = 3 steps per epoch.
+            dataset=dict(
+                name="image_folder",
+                split=split,
+                data_dir=data_dir,
+                manual_dir=str(root),
+                shuffle_buffer=64,
+            ),
+            input=input_config,
+        )
+    )
 
 
 def take(config, n, **kwargs):
@@ -83,9 +91,9 @@ def take(config, n, **kwargs):
 
 def test_bad_files_are_skipped_and_reported(root, caplog):
     config = make_config(root)
-    folder = pipeline.get_builder(config.dataset)
+    folder = sources.get_builder(config.dataset)
     assert sorted(folder.files) == sorted(GOOD)
-    assert pipeline.num_examples(config.dataset) == len(GOOD)
+    assert sources.num_examples(config.dataset) == len(GOOD)
     reasons = dict(folder.skipped)
     assert sorted(reasons) == sorted(BAD)
     assert "Invalid JPEG data" in reasons["cat/truncated.jpg"]
@@ -110,8 +118,9 @@ def test_each_good_file_once_per_epoch_disjoint_across_processes(root):
     assert len(everything) == len(GOOD)
     seen = []
     for index in range(2):  # 6 files per process per epoch, batches of 2.
-        batches = take(make_config(root, batch_size=4, **whole), 3,
-                       process_index=index, process_count=2)
+        batches = take(
+            make_config(root, batch_size=4, **whole), 3, process_index=index, process_count=2
+        )
         seen.append({image.tobytes() for batch in batches for image in batch})
         assert len(seen[-1]) == 6
     assert seen[0] | seen[1] == everything
@@ -146,18 +155,18 @@ def test_index_is_reused_until_the_folder_changes(tmp_path, counted_checks, in_d
     data_dir = tmp_path / "tfds" if in_data_dir else None
     config = make_config(root, data_dir=data_dir and str(data_dir), batch_size=1)
 
-    first = pipeline.get_builder(config.dataset)
+    first = sources.get_builder(config.dataset)
     assert len(counted_checks) == 1 + len(BAD)
     if in_data_dir:
         assert os.path.dirname(first.index_path) == str(data_dir / "image_folder_index")
         assert not (root / ".symmim_index").exists()
     else:
         assert first.index_path == str(root / ".symmim_index" / "train.json")
-    assert pipeline.get_builder(config.dataset) == first  # From the index: nothing decoded.
+    assert sources.get_builder(config.dataset) == first  # From the index: nothing decoded.
     assert len(counted_checks) == 1 + len(BAD)
 
     write_files(root / "train", {"b/y.png": GOOD["cat/rgb.PNG"]})
-    assert pipeline.get_builder(config.dataset).files == ("a/x.jpg", "b/y.png")
+    assert sources.get_builder(config.dataset).files == ("a/x.jpg", "b/y.png")
     assert len(counted_checks) == 2 * (1 + len(BAD)) + 1
 
 
@@ -165,31 +174,35 @@ def test_unwritable_index_location_only_warns(tmp_path, caplog):
     write_files(tmp_path / "train", {"x.jpg": GOOD["cat/rgb.jpg"]})
     (tmp_path / "not_a_dir").write_text("")
     config = make_config(tmp_path, data_dir=str(tmp_path / "not_a_dir"))
-    folder = pipeline.get_builder(config.dataset)
+    folder = sources.get_builder(config.dataset)
     assert folder.files == ("x.jpg",) and folder.index_path is None
     assert "Cannot write the image index" in caplog.text
 
 
 def test_images_above_max_pixels_are_skipped(tmp_path, monkeypatch):
-    write_files(tmp_path / "train", {"small.png": GOOD["cat/rgb.PNG"],
-                                     "large.png": GOOD["dog/large.png"]})
+    write_files(
+        tmp_path / "train", {"small.png": GOOD["cat/rgb.PNG"], "large.png": GOOD["dog/large.png"]}
+    )
     monkeypatch.setattr(image_folder, "MAX_PIXELS", 32 * 24)
-    folder = pipeline.get_builder(make_config(tmp_path).dataset)
+    folder = sources.get_builder(make_config(tmp_path).dataset)
     assert folder.files == ("small.png",)
     assert folder.skipped == (("large.png", "too large: 3000x2000 pixels > MAX_PIXELS=768"),)
 
 
-@pytest.mark.parametrize("manual_dir, split, message", [
-    (None, "train", r"config\.dataset\.manual_dir=None is not an existing directory"),
-    ("missing", "train", r"config\.dataset\.manual_dir='.*missing' is not an existing"),
-    (".", "test", r"config\.dataset\.split='test' is not a folder .* \['train', 'val'\]"),
-    (".", "val", r"config\.dataset\.split='val': .* holds no decodable image \(3 skipped"),
-])
+@pytest.mark.parametrize(
+    "manual_dir, split, message",
+    [
+        (None, "train", r"config\.dataset\.manual_dir=None is not an existing directory"),
+        ("missing", "train", r"config\.dataset\.manual_dir='.*missing' is not an existing"),
+        (".", "test", r"config\.dataset\.split='test' is not a folder .* \['train', 'val'\]"),
+        (".", "val", r"config\.dataset\.split='val': .* holds no decodable image \(3 skipped"),
+    ],
+)
 def test_clear_errors(root, manual_dir, split, message):
     config = make_config(root, split=split)
     config.dataset.manual_dir = manual_dir and str(root / manual_dir)
     with pytest.raises(ValueError, match=message):
-        pipeline.num_examples(config.dataset)
+        sources.num_examples(config.dataset)
 
 
 def test_pretraining_on_a_folder_with_bad_files_completes(root, tmp_path, caplog):

@@ -45,8 +45,7 @@ def test_monitor_scores_the_online_encoder_every_n_steps(tmp_path):
     config = tiny_config.get_config()
     config.dataset.manual_dir = str(tmp_path)
     config.dataset.data_dir = str(tmp_path / "tfds")
-    config.knn.update(every=3, k=5, train_examples=40, test_split="test",
-                      test_examples=8)
+    config.knn.update(every=3, k=5, train_examples=40, test_split="test", test_examples=8)
     encoder = vit.build_encoder(config.model)
     params = encoder.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))["params"]
     state = types.SimpleNamespace(params={"encoder": params})

@@ -1,5 +1,6 @@
 """Linear probe: the demo config end to end (fast path and per-step encoding),
 the batches of extracted features."""
+
 import json
 import os
 
@@ -56,18 +57,29 @@ def test_fsdp_and_accumulation_on_8_devices_equal_one_device(tmp_path, capsys):
     (tmp_path / "src").mkdir()
     write_fake_set(tmp_path / "src", num_train=64, num_test=12)
     config = tiny_config.linear_probe()
-    config.update_from_flattened_dict({
-        "dataset.manual_dir": str(tmp_path / "src"), "dataset.data_dir": str(tmp_path / "tfds"),
-        "probe.augment": True, "batch_size": 16, "grad_accum_steps": 2, "total_steps": 2,
-        "eval_every": 2, "mesh.fsdp_min_size": 0})
+    config.update_from_flattened_dict(
+        {
+            "dataset.manual_dir": str(tmp_path / "src"),
+            "dataset.data_dir": str(tmp_path / "tfds"),
+            "probe.augment": True,
+            "batch_size": 16,
+            "grad_accum_steps": 2,
+            "total_steps": 2,
+            "eval_every": 2,
+            "mesh.fsdp_min_size": 0,
+        }
+    )
     config.init_from = write_workdir(tmp_path / "pre", encoder_params("mu/4", 16))
     linear_probe.train(config, str(tmp_path / "one"), devices=jax.devices()[:1])
     config.mesh.fsdp = 2
     linear_probe.train(config, str(tmp_path / "eight"))
     assert "on 8 devices (mesh data=4 x fsdp=2" in capsys.readouterr().out
     lr = optim.peak_learning_rate(config.optim, config.batch_size)
-    states = [checkpoint.load_params(str(tmp_path / name), subtree=subtree)[0]
-              for subtree in ("params", "method_state") for name in ("one", "eight")]
+    states = [
+        checkpoint.load_params(str(tmp_path / name), subtree=subtree)[0]
+        for subtree in ("params", "method_state")
+        for name in ("one", "eight")
+    ]
     for a, b in zip(jax.tree.leaves(states[:2][0]), jax.tree.leaves(states[:2][1])):
         np.testing.assert_allclose(a, b, atol=2 * lr)  # LARS's first steps (test_step)
     for a, b in zip(jax.tree.leaves(states[2]), jax.tree.leaves(states[3])):

@@ -1,4 +1,5 @@
 """Tests of symmim_jax.masking against slow NumPy references."""
+
 import jax
 import numpy as np
 import pytest
@@ -8,8 +9,10 @@ from symmim_jax.ops import masking
 # Jitted once per shape: far faster than eager op-by-op dispatch on CPU.
 # test_*_jit_matches_eager compare them with the eager functions.
 checkerboard_mask = jax.jit(
-    masking.checkerboard_mask, static_argnums=(1, 2, 3),
-    static_argnames=("random_phase", "random_offset"))
+    masking.checkerboard_mask,
+    static_argnums=(1, 2, 3),
+    static_argnames=("random_phase", "random_offset"),
+)
 random_mask = jax.jit(masking.random_mask, static_argnums=(1, 2, 3, 4))
 
 
@@ -44,7 +47,7 @@ def _cell_values(mask, grid, cell):
     assert cells.shape[1:] == (ch, cw)
     for u in range(ch):
         for v in range(cw):
-            block = mask[:, u * cell:(u + 1) * cell, v * cell:(v + 1) * cell]
+            block = mask[:, u * cell : (u + 1) * cell, v * cell : (v + 1) * cell]
             assert (block == cells[:, u, v, None, None]).all()
     return cells
 
@@ -52,18 +55,15 @@ def _cell_values(mask, grid, cell):
 # ---------------------------------------------------------------- checkerboard
 
 
-@pytest.mark.parametrize("grid,cell", [((14, 14), 1), ((14, 14), 2),
-                                       ((5, 7), 2), ((6, 4), 3)])
+@pytest.mark.parametrize("grid,cell", [((14, 14), 1), ((14, 14), 2), ((5, 7), 2), ((6, 4), 3)])
 def test_checkerboard_fixed_phase_matches_numpy(grid, cell):
-    mask = checkerboard_mask(jax.random.key(0), 3, grid, cell,
-                             random_phase=False)
+    mask = checkerboard_mask(jax.random.key(0), 3, grid, cell, random_phase=False)
     assert mask.dtype == bool and mask.shape == (3, grid[0] * grid[1])
     expected = _np_checkerboard(grid, cell, phase=0)
     np.testing.assert_array_equal(np.asarray(mask), np.tile(expected, (3, 1)))
 
 
-@pytest.mark.parametrize("grid,cell", [((14, 14), 1), ((14, 14), 2),
-                                       ((5, 7), 2)])
+@pytest.mark.parametrize("grid,cell", [((14, 14), 1), ((14, 14), 2), ((5, 7), 2)])
 def test_checkerboard_random_phase_gives_both_complements(grid, cell):
     mask = np.asarray(checkerboard_mask(jax.random.key(1), 64, grid, cell))
     phase0 = _np_checkerboard(grid, cell, phase=0)
@@ -79,24 +79,21 @@ def test_checkerboard_masked_fraction():
     # Even number of cells on each axis: exactly half.
     for grid, cell in [((14, 14), 1), ((14, 14), 7), ((8, 12), 2)]:
         mask = checkerboard_mask(jax.random.key(2), 16, grid, cell)
-        np.testing.assert_array_equal(np.asarray(mask.sum(1)),
-                                      grid[0] * grid[1] // 2)
+        np.testing.assert_array_equal(np.asarray(mask.sum(1)), grid[0] * grid[1] // 2)
     # 7 x 7 cells of 2 x 2 patches (c = 32 at p = 16): 25 cells at phase 0,
     # 24 at phase 1.
     mask = np.asarray(checkerboard_mask(jax.random.key(3), 32, (14, 14), 2))
     cells = _cell_values(mask, (14, 14), 2).reshape(32, -1).sum(1)
     assert set(cells.tolist()) == {24, 25}
     np.testing.assert_array_equal(mask.sum(1), 4 * cells)
-    phase0 = np.asarray(checkerboard_mask(
-        jax.random.key(3), 1, (14, 14), 2, random_phase=False))
+    phase0 = np.asarray(checkerboard_mask(jax.random.key(3), 1, (14, 14), 2, random_phase=False))
     assert phase0.sum() == 100
 
 
 @pytest.mark.parametrize("random_offset", [False, True])
 def test_checkerboard_cell_structure(random_offset):
     grid, cell = (12, 12), 3
-    mask = checkerboard_mask(jax.random.key(4), 8, grid, cell,
-                             random_offset=random_offset)
+    mask = checkerboard_mask(jax.random.key(4), 8, grid, cell, random_offset=random_offset)
     if random_offset:
         # Shifted cells do not line up with the unshifted cell grid, so find
         # the cell boundaries from where the values flip.
@@ -117,10 +114,8 @@ def test_checkerboard_cell_structure(random_offset):
 
 def test_checkerboard_random_offset_matches_some_shifted_board():
     grid, cell = (8, 8), 4
-    mask = np.asarray(checkerboard_mask(
-        jax.random.key(5), 32, grid, cell, random_offset=True))
-    params = [(ph, r, c) for ph in range(2) for r in range(cell)
-              for c in range(cell)]
+    mask = np.asarray(checkerboard_mask(jax.random.key(5), 32, grid, cell, random_offset=True))
+    params = [(ph, r, c) for ph in range(2) for r in range(cell) for c in range(cell)]
     boards = {p: _np_checkerboard(grid, cell, *p) for p in params}
     matched = []
     for row in mask:
@@ -147,12 +142,13 @@ def test_checkerboard_jit_matches_eager():
     for offset in (False, True):
         np.testing.assert_array_equal(
             checkerboard_mask(key, 4, (6, 8), 2, random_offset=offset),
-            masking.checkerboard_mask(key, 4, (6, 8), 2,
-                                      random_offset=offset))
+            masking.checkerboard_mask(key, 4, (6, 8), 2, random_offset=offset),
+        )
 
 
-@pytest.mark.parametrize("batch_size,grid,cell", [
-    (0, (4, 4), 1), (2, (0, 4), 1), (2, (4, 4), 0), (2, (4, 4), -2)])
+@pytest.mark.parametrize(
+    "batch_size,grid,cell", [(0, (4, 4), 1), (2, (0, 4), 1), (2, (4, 4), 0), (2, (4, 4), -2)]
+)
 def test_checkerboard_rejects_bad_sizes(batch_size, grid, cell):
     with pytest.raises(ValueError):
         masking.checkerboard_mask(jax.random.key(0), batch_size, grid, cell)
@@ -161,19 +157,18 @@ def test_checkerboard_rejects_bad_sizes(batch_size, grid, cell):
 # ---------------------------------------------------------------- random
 
 
-@pytest.mark.parametrize("grid,cell,ratio", [
-    ((14, 14), 2, 0.6), ((5, 7), 2, 0.5), ((6, 6), 1, 0.75), ((7, 4), 3, 0.4)])
+@pytest.mark.parametrize(
+    "grid,cell,ratio", [((14, 14), 2, 0.6), ((5, 7), 2, 0.5), ((6, 6), 1, 0.75), ((7, 4), 3, 0.4)]
+)
 def test_random_mask_exact_cells_and_upsampling(grid, cell, ratio):
     batch = 8
     mask = random_mask(jax.random.key(9), batch, grid, cell, ratio)
     assert mask.dtype == bool and mask.shape == (batch, grid[0] * grid[1])
     cells = _cell_values(mask, grid, cell)
     num_cells = cells[0].size
-    np.testing.assert_array_equal(cells.reshape(batch, -1).sum(1),
-                                  round(ratio * num_cells))
+    np.testing.assert_array_equal(cells.reshape(batch, -1).sum(1), round(ratio * num_cells))
     for b in range(batch):
-        np.testing.assert_array_equal(
-            np.asarray(mask[b]), _np_upsample(cells[b], grid, cell))
+        np.testing.assert_array_equal(np.asarray(mask[b]), _np_upsample(cells[b], grid, cell))
 
 
 def test_random_mask_spec_counts():
@@ -192,8 +187,7 @@ def test_random_mask_extreme_ratios():
 
 
 def test_random_mask_is_uniform_over_cells():
-    mask = np.asarray(random_mask(jax.random.key(12), 4000, (4, 4), 1,
-                                  0.25))
+    mask = np.asarray(random_mask(jax.random.key(12), 4000, (4, 4), 1, 0.25))
     freq = mask.mean(0)
     np.testing.assert_allclose(freq, 0.25, atol=0.04)
     # Images get different masks.
@@ -204,10 +198,8 @@ def test_random_mask_keys_and_jit_matches_eager():
     key = jax.random.key(13)
     a = random_mask(key, 8, (6, 6), 2, 0.5)
     np.testing.assert_array_equal(a, random_mask(key, 8, (6, 6), 2, 0.5))
-    assert (np.asarray(a) != np.asarray(
-        random_mask(jax.random.key(14), 8, (6, 6), 2, 0.5))).any()
-    np.testing.assert_array_equal(
-        a, masking.random_mask(key, 8, (6, 6), 2, 0.5))
+    assert (np.asarray(a) != np.asarray(random_mask(jax.random.key(14), 8, (6, 6), 2, 0.5))).any()
+    np.testing.assert_array_equal(a, masking.random_mask(key, 8, (6, 6), 2, 0.5))
 
 
 @pytest.mark.parametrize("cell,ratio", [(0, 0.5), (2, -0.1), (2, 1.5)])
@@ -218,8 +210,11 @@ def test_random_mask_rejects_bad_args(cell, ratio):
 
 # ---------------------------------------------------------------- block-wise
 
-block_mask = jax.jit(masking.block_mask, static_argnums=(1, 2, 3),
-                     static_argnames=("min_block", "aspect", "max_attempts"))
+block_mask = jax.jit(
+    masking.block_mask,
+    static_argnums=(1, 2, 3),
+    static_argnames=("min_block", "aspect", "max_attempts"),
+)
 
 
 def _np_block_mask(uniforms, grid, target, min_block, aspect):
@@ -238,26 +233,33 @@ def _np_block_mask(uniforms, grid, target, min_block, aspect):
             continue
         top = min(int(u_top * (gh - h + 1)), gh - h)
         left = min(int(u_left * (gw - w + 1)), gw - w)
-        window = mask[top:top + h, left:left + w]
+        window = mask[top : top + h, left : left + w]
         if (~window).sum() <= remaining:
             window[:] = True
     return mask.reshape(-1)
 
 
-@pytest.mark.parametrize("grid,target,min_block,aspect", [
-    ((14, 14), 78, 16, (0.3, 1 / 0.3)), ((14, 14), 75, 16, (0.3, 1 / 0.3)),
-    ((6, 9), 20, 4, (0.5, 3.0)), ((5, 5), 25, 1, (1.0, 1.0))])
+@pytest.mark.parametrize(
+    "grid,target,min_block,aspect",
+    [
+        ((14, 14), 78, 16, (0.3, 1 / 0.3)),
+        ((14, 14), 75, 16, (0.3, 1 / 0.3)),
+        ((6, 9), 20, 4, (0.5, 3.0)),
+        ((5, 5), 25, 1, (1.0, 1.0)),
+    ],
+)
 def test_block_mask_matches_numpy(grid, target, min_block, aspect):
     uniforms = jax.random.uniform(jax.random.key(15), (16, 40, 4))
-    one = jax.jit(jax.vmap(masking._block_mask_one,
-                           in_axes=(0, None, None, None, None)),
-                  static_argnums=(1, 2, 3, 4))
+    one = jax.jit(
+        jax.vmap(masking._block_mask_one, in_axes=(0, None, None, None, None)),
+        static_argnums=(1, 2, 3, 4),
+    )
     mask = np.asarray(one(uniforms, grid, target, min_block, aspect))
     assert mask.shape == (16, *grid)
     for b in range(16):
         np.testing.assert_array_equal(
-            mask[b].reshape(-1),
-            _np_block_mask(uniforms[b], grid, target, min_block, aspect))
+            mask[b].reshape(-1), _np_block_mask(uniforms[b], grid, target, min_block, aspect)
+        )
 
 
 def test_block_mask_count_reaches_the_target_never_more():
@@ -269,8 +271,7 @@ def test_block_mask_count_reaches_the_target_never_more():
     assert (counts == 78).mean() > 0.97
     assert counts.min() >= 75
     # Too few attempts stop short, still never above the target.
-    counts = np.asarray(block_mask(jax.random.key(16), 256, (14, 14), 0.4,
-                                   max_attempts=3)).sum(1)
+    counts = np.asarray(block_mask(jax.random.key(16), 256, (14, 14), 0.4, max_attempts=3)).sum(1)
     assert counts.max() <= 78 and (counts < 78).mean() > 0.5
 
 
@@ -278,8 +279,9 @@ def test_block_mask_is_made_of_blocks():
     mask = np.asarray(block_mask(jax.random.key(17), 64, (14, 14), 0.4))
     mask = mask.reshape(64, 14, 14)
     padded = np.pad(mask, ((0, 0), (1, 1), (1, 1)))
-    neighbour = (padded[:, :-2, 1:-1] | padded[:, 2:, 1:-1]
-                 | padded[:, 1:-1, :-2] | padded[:, 1:-1, 2:])
+    neighbour = (
+        padded[:, :-2, 1:-1] | padded[:, 2:, 1:-1] | padded[:, 1:-1, :-2] | padded[:, 1:-1, 2:]
+    )
     # Blocks of >= 16 patches: almost every masked patch has a masked
     # 4-neighbour (about 0.3 of them at random, as a random_mask would).
     assert (neighbour & mask).sum() / mask.sum() > 0.98
@@ -293,8 +295,7 @@ def test_block_mask_extreme_ratios_and_aspect():
     assert not np.asarray(none).any()
     # Target = min_block = 16 and square blocks: the first block is a 4 x 4
     # square that fills the budget, at a random position.
-    mask = np.asarray(block_mask(jax.random.key(18), 32, (8, 8), 0.25,
-                                 aspect=(1.0, 1.0)))
+    mask = np.asarray(block_mask(jax.random.key(18), 32, (8, 8), 0.25, aspect=(1.0, 1.0)))
     corners = set()
     for row in mask.reshape(32, 8, 8):
         rows, cols = np.nonzero(row)
@@ -306,20 +307,26 @@ def test_block_mask_extreme_ratios_and_aspect():
 def test_block_mask_keys_and_jit_matches_eager():
     key = jax.random.key(19)
     a = block_mask(key, 8, (6, 6), 0.5, min_block=4)
-    np.testing.assert_array_equal(a, block_mask(key, 8, (6, 6), 0.5,
-                                                min_block=4))
-    b = np.asarray(block_mask(jax.random.key(20), 8, (6, 6), 0.5,
-                              min_block=4))
+    np.testing.assert_array_equal(a, block_mask(key, 8, (6, 6), 0.5, min_block=4))
+    b = np.asarray(block_mask(jax.random.key(20), 8, (6, 6), 0.5, min_block=4))
     assert (np.asarray(a) != b).any()
     assert len({row.tobytes() for row in np.asarray(a)}) > 1
-    np.testing.assert_array_equal(
-        a, masking.block_mask(key, 8, (6, 6), 0.5, min_block=4))
+    np.testing.assert_array_equal(a, masking.block_mask(key, 8, (6, 6), 0.5, min_block=4))
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(batch_size=0), dict(grid=(0, 4)), dict(ratio=-0.1), dict(ratio=1.5),
-    dict(min_block=0), dict(aspect=(0.0, 2.0)), dict(aspect=(2.0, 0.5)),
-    dict(max_attempts=0)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(batch_size=0),
+        dict(grid=(0, 4)),
+        dict(ratio=-0.1),
+        dict(ratio=1.5),
+        dict(min_block=0),
+        dict(aspect=(0.0, 2.0)),
+        dict(aspect=(2.0, 0.5)),
+        dict(max_attempts=0),
+    ],
+)
 def test_block_mask_rejects_bad_args(kwargs):
     args = dict(batch_size=2, grid=(4, 4), ratio=0.5) | kwargs
     with pytest.raises(ValueError):

@@ -2,6 +2,7 @@
 
 (bfloat16 compute of every method: tests/test_configs.py runs the presets.)
 """
+
 import jax
 from methods_helpers import pretrain_loss
 import numpy as np
@@ -32,8 +33,9 @@ def test_sharded_loss_and_gradients_equal_single_device(name):
         loss = lambda p, x: pretrain_loss(method, p, x, jax.random.key(5))[0]
         return jax.device_get(jax.jit(jax.value_and_grad(loss))(params, batch))
 
-    (loss1, grads1), (loss8, grads8) = (value_and_grad(d) for d in
-                                        (jax.devices()[:1], jax.devices()))
+    (loss1, grads1), (loss8, grads8) = (
+        value_and_grad(d) for d in (jax.devices()[:1], jax.devices())
+    )
     np.testing.assert_allclose(loss1, loss8, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(grads1), jax.tree.leaves(grads8)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

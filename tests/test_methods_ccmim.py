@@ -32,8 +32,9 @@ def test_select_samples_from_the_last_block_cls_attention(setup):
     method, params, images = setup
     key = jax.random.key(2)
     attention = vit.cls_attention(method.encoder, params["encoder"], images)
-    np.testing.assert_array_equal(method.select(params, images, key),
-                                  ccmim.importance_mask(key, attention, 12))
+    np.testing.assert_array_equal(
+        method.select(params, images, key), ccmim.importance_mask(key, attention, 12)
+    )
 
 
 def _cls_infonce_reference(visible, masked, tau):
@@ -53,11 +54,13 @@ def _cls_infonce_reference(visible, masked, tau):
 def test_cls_infonce_matches_eq7_and_stops_the_teacher_gradient():
     rng = np.random.RandomState(3)
     visible, masked = rng.randn(5, 8), rng.randn(5, 8)
-    got = ccmim.cls_infonce(jnp.asarray(visible, jnp.float32),
-                            jnp.asarray(masked, jnp.float32), 0.2)
+    got = ccmim.cls_infonce(
+        jnp.asarray(visible, jnp.float32), jnp.asarray(masked, jnp.float32), 0.2
+    )
     np.testing.assert_allclose(got, _cls_infonce_reference(visible, masked, 0.2), rtol=1e-5)
     g_visible, g_masked = jax.grad(ccmim.cls_infonce, argnums=(0, 1))(
-        jnp.asarray(visible, jnp.float32), jnp.asarray(masked, jnp.float32), 0.2)
+        jnp.asarray(visible, jnp.float32), jnp.asarray(masked, jnp.float32), 0.2
+    )
     np.testing.assert_array_equal(g_masked, 0.0)
     assert np.all(np.isfinite(g_visible)) and float(jnp.abs(g_visible).sum()) > 0
 
@@ -72,16 +75,19 @@ def test_loss_is_mse_plus_lambda_infonce(setup):
     np.testing.assert_allclose(terms["loss_rec"], want_rec, rtol=1e-4)
     # The [CLS] of each set: the encoder on those patches only.
     order = np.argsort(np.asarray(mask), axis=1, kind="stable")
-    cls = [method.encoder.apply({"params": params["encoder"]}, images, keep=part)[:, 0]
-           for part in (order[:, :4], order[:, 4:])]
+    cls = [
+        method.encoder.apply({"params": params["encoder"]}, images, keep=part)[:, 0]
+        for part in (order[:, :4], order[:, 4:])
+    ]
     h_visible, h_masked = (np.asarray(method.project(params, c), np.float64) for c in cls)
     want_nce = _cls_infonce_reference(h_visible, h_masked, 0.2)
     np.testing.assert_allclose(terms["loss_nce"], want_nce, rtol=1e-4)
     np.testing.assert_allclose(loss, want_rec + 0.2 * want_nce, rtol=1e-4)
 
 
-@pytest.mark.parametrize("field, value", [("mask_ratio", 1.0), ("temperature", 0.0),
-                                          ("decoder_width", 10)])
+@pytest.mark.parametrize(
+    "field, value", [("mask_ratio", 1.0), ("temperature", 0.0), ("decoder_width", 10)]
+)
 def test_check_config_names_the_field(field, value):
     config = tiny_config.get_config()
     config.method = "ccmim"

@@ -41,17 +41,20 @@ def test_masked_patches_reach_neither_encoder_nor_prediction(setup):
     drop_key = jax.random.key(5)
     np.testing.assert_allclose(
         method.encode_visible(params, changed, mask, drop_key),
-        method.encode_visible(params, images, mask, drop_key), atol=1e-5)
+        method.encode_visible(params, images, mask, drop_key),
+        atol=1e-5,
+    )
     # The encoder's mask token is unused: its gradient is exactly zero.
-    grads = jax.jit(jax.grad(
-        lambda p: pretrain_loss(method, p, images, jax.random.key(6))[0]))(
-        params)
+    grads = jax.jit(jax.grad(lambda p: pretrain_loss(method, p, images, jax.random.key(6))[0]))(
+        params
+    )
     np.testing.assert_array_equal(grads["encoder"]["mask_token"], 0.0)
     assert float(jnp.abs(grads["decoder"]["mask_token"]).sum()) > 0
 
 
-@pytest.mark.parametrize("field, value", [("mask_ratio", 0.0), ("mask_ratio", 0.99),
-                                          ("decoder_heads", 3)])
+@pytest.mark.parametrize(
+    "field, value", [("mask_ratio", 0.0), ("mask_ratio", 0.99), ("decoder_heads", 3)]
+)
 def test_check_config_names_the_field(field, value):
     config = tiny_config.get_config()
     config.method = "mae"

@@ -35,16 +35,19 @@ def test_attention_mask_blocks_cross_image_attention(setup):
     method, params, images = setup
     (mask,) = method.masks(jax.random.key(2), 3)
     changed = images.at[0].add(jax.random.normal(jax.random.key(3), images.shape[1:]))
-    encode = lambda x: method.encoder.apply({"params": params["encoder"]},
-                                            method.mix(x, mask),
-                                            attention_mask=mixmim.group_attention(mask))
+    encode = lambda x: method.encoder.apply(
+        {"params": params["encoder"]},
+        method.mix(x, mask),
+        attention_mask=mixmim.group_attention(mask),
+    )
     before, after = encode(images)[1], encode(changed)[1]
     own = ~np.asarray(mask[1])
     np.testing.assert_allclose(after[1:][own], before[1:][own], atol=1e-5)
     np.testing.assert_allclose(after[0], before[0], atol=1e-5)  # [CLS]
     assert not np.allclose(after[1:][~own], before[1:][~own], atol=1e-3)
     (own_b, partner_b), (own_a, partner_a) = (
-        method.dual_predictions(params, x, mask, train=False) for x in (images, changed))
+        method.dual_predictions(params, x, mask, train=False) for x in (images, changed)
+    )
     np.testing.assert_allclose(own_a[1], own_b[1], atol=1e-5)
     assert not np.allclose(partner_a[1], partner_b[1], atol=1e-3)
 
@@ -54,8 +57,10 @@ def test_loss_is_dual_mse_to_normalized_pixels(setup):
     key = jax.random.key(4)
     loss, terms = pretrain_loss(method, params, images, key)
     (mask,) = method.masks(jax.random.split(key)[0], 3)
-    own, partner = (np.asarray(p, np.float64) for p in
-                    method.dual_predictions(params, images, mask, train=False))
+    own, partner = (
+        np.asarray(p, np.float64)
+        for p in method.dual_predictions(params, images, mask, train=False)
+    )
     target = norm_pix(patchify(images))
     mask = np.asarray(mask)
     want_own = masked_mean(np.square(own - target), mask)
@@ -66,8 +71,9 @@ def test_loss_is_dual_mse_to_normalized_pixels(setup):
     np.testing.assert_allclose(loss, (want_own + want_partner) / 2, rtol=1e-4)
 
 
-@pytest.mark.parametrize("field, value", [("mask_cell_size", 6), ("mask_ratio", 0.0),
-                                          ("decoder_depth", 0)])
+@pytest.mark.parametrize(
+    "field, value", [("mask_cell_size", 6), ("mask_ratio", 0.0), ("decoder_depth", 0)]
+)
 def test_check_config_names_the_field(field, value):
     config = tiny_config.get_config()
     config.method = "mixmim"

@@ -36,12 +36,16 @@ def test_masked_pixels_do_not_reach_the_prediction():
     (mask,) = method.masks(jax.random.key(4), 4)
     hidden = np.repeat(np.repeat(np.asarray(mask).reshape(4, 4, 4), 4, 1), 4, 2)
     changed = np.where(hidden[..., None], np.asarray(images) + 3.0, images)
-    np.testing.assert_allclose(method.reconstruct(params, changed, mask),
-                               method.reconstruct(params, images, mask), atol=1e-5)
+    np.testing.assert_allclose(
+        method.reconstruct(params, changed, mask),
+        method.reconstruct(params, images, mask),
+        atol=1e-5,
+    )
 
 
-@pytest.mark.parametrize("field, value", [("mask_cell_size", 6), ("mask_ratio", 0.1),
-                                          ("mask_ratio", 1.0)])
+@pytest.mark.parametrize(
+    "field, value", [("mask_cell_size", 6), ("mask_ratio", 0.1), ("mask_ratio", 1.0)]
+)
 def test_check_config_names_the_field(field, value):
     config = tiny_config.get_config()
     config.method = "simmim"

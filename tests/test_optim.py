@@ -10,9 +10,17 @@ from symmim_jax.train import optim
 
 
 def _optim_config(**overrides):
-    config = ml_collections.ConfigDict(dict(
-        base_lr=8e-4, base_batch_size=2048, b1=0.9, b2=0.999, weight_decay=0.05,
-        min_lr=0.0, grad_clip_norm=5.0))
+    config = ml_collections.ConfigDict(
+        dict(
+            base_lr=8e-4,
+            base_batch_size=2048,
+            b1=0.9,
+            b2=0.999,
+            weight_decay=0.05,
+            min_lr=0.0,
+            grad_clip_norm=5.0,
+        )
+    )
     config.update(overrides)
     return config
 
@@ -29,8 +37,9 @@ def test_weight_decay_mask_on_vit_params():
 
 
 def test_lr_scales_with_batch_and_follows_warmup_cosine():
-    _, schedule = optim.make_adamw(_optim_config(), batch_size=512, total_steps=100,
-                                       warmup_steps=10)
+    _, schedule = optim.make_adamw(
+        _optim_config(), batch_size=512, total_steps=100, warmup_steps=10
+    )
     peak = 8e-4 * 512 / 2048
     assert float(schedule(0)) == 0.0
     assert float(schedule(5)) == pytest.approx(peak / 2)
@@ -40,8 +49,9 @@ def test_lr_scales_with_batch_and_follows_warmup_cosine():
 
 
 def test_weight_decay_applies_only_where_masked():
-    tx, _ = optim.make_adamw(_optim_config(weight_decay=0.5, base_lr=1.0,
-                                               base_batch_size=1), 1, 10, 0)
+    tx, _ = optim.make_adamw(
+        _optim_config(weight_decay=0.5, base_lr=1.0, base_batch_size=1), 1, 10, 0
+    )
     params = {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones((2,))}}
     zeros = jax.tree.map(jnp.zeros_like, params)
     updates, _ = tx.update(zeros, tx.init(params), params)
@@ -55,23 +65,29 @@ def test_gradients_are_clipped_before_adam():
     params = {"w": jnp.zeros((4,))}
     grads = {"w": jnp.array([30.0, 40.0, 0.0, 0.0])}  # norm 50
     _, state = tx.update(grads, tx.init(params), params)
-    adam_state = [s for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(
-        x, optax.ScaleByAdamState)) if isinstance(s, optax.ScaleByAdamState)][0]
-    np.testing.assert_allclose(adam_state.mu["w"], 0.1 * np.array([3.0, 4.0, 0, 0]),
-                               rtol=1e-6)
+    adam_state = [
+        s
+        for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
+        if isinstance(s, optax.ScaleByAdamState)
+    ][0]
+    np.testing.assert_allclose(adam_state.mu["w"], 0.1 * np.array([3.0, 4.0, 0, 0]), rtol=1e-6)
 
 
 def _classifier_params(depth=3):
     from symmim_jax.models import classifier
-    encoder = vit.VisionTransformer(width=8, depth=depth, num_heads=2, patch_size=4,
-                                    final_norm=False)
-    return classifier.Classifier(encoder, 5).init(
-        jax.random.key(0), jnp.zeros((1, 8, 8, 3)))["params"]
+
+    encoder = vit.VisionTransformer(
+        width=8, depth=depth, num_heads=2, patch_size=4, final_norm=False
+    )
+    return classifier.Classifier(encoder, 5).init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))[
+        "params"
+    ]
 
 
 def _expected_scales(params, depth, decay):
     """decay ** (depth + 1 - layer) by name: embeddings and tokens at layer 0,
     block i at i + 1, fc_norm and head at depth + 1 (BEiT)."""
+
     def scale(path, _):
         parts = [str(k.key) for k in path]
         if parts[1] in ("patch_embed", "cls_token", "mask_token"):
@@ -82,6 +98,7 @@ def _expected_scales(params, depth, decay):
             assert parts[0] in ("fc_norm", "head")
             layer = depth + 1
         return decay ** (depth + 1 - layer)
+
     return jax.tree_util.tree_map_with_path(scale, params)
 
 
@@ -91,12 +108,12 @@ def test_layer_decay_scales_follow_the_formula():
     tx = optim.layer_decay(depth, decay)
     ones = jax.tree.map(jnp.ones_like, params)
     scaled, _ = tx.update(ones, tx.init(params), params)
-    for got, want in zip(jax.tree.leaves(scaled), jax.tree.leaves(
-            _expected_scales(params, depth, decay))):
+    for got, want in zip(
+        jax.tree.leaves(scaled), jax.tree.leaves(_expected_scales(params, depth, decay))
+    ):
         np.testing.assert_allclose(got, want, rtol=1e-6)
-    assert float(scaled["encoder"]["patch_embed"]["kernel"].max()) == pytest.approx(decay ** 4)
-    assert float(scaled["encoder"]["blocks_2"]["mlp"]["fc2"]["bias"].max()) == pytest.approx(
-        decay)
+    assert float(scaled["encoder"]["patch_embed"]["kernel"].max()) == pytest.approx(decay**4)
+    assert float(scaled["encoder"]["blocks_2"]["mlp"]["fc2"]["bias"].max()) == pytest.approx(decay)
     assert float(scaled["head"]["kernel"].max()) == 1.0
 
 
@@ -108,10 +125,12 @@ def test_layer_decay_scales_each_update_of_adamw():
     decayed, _ = optim.make_finetune_adamw(config, 2048, 10, 2, depth=3)
     plain, _ = optim.make_adamw(config, 2048, 10, 2)
     # The second step: at the first the warm-up lr is 0.
-    step = lambda tx: tx.update(grads, tx.update(grads, tx.init(params), params)[1],
-                                params)[0]
+    step = lambda tx: tx.update(grads, tx.update(grads, tx.init(params), params)[1], params)[0]
     up_decayed, up_plain = step(decayed), step(plain)
-    for a, b, s in zip(jax.tree.leaves(up_decayed), jax.tree.leaves(up_plain),
-                       jax.tree.leaves(_expected_scales(params, 3, 0.5))):
+    for a, b, s in zip(
+        jax.tree.leaves(up_decayed),
+        jax.tree.leaves(up_plain),
+        jax.tree.leaves(_expected_scales(params, 3, 0.5)),
+    ):
         np.testing.assert_allclose(a, b * s, rtol=1e-6)
     assert float(jnp.abs(jax.tree.leaves(up_plain)[0]).max()) > 0

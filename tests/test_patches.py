@@ -1,4 +1,5 @@
 """Tests of symmim_jax.patches against slow NumPy references."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,8 +20,7 @@ def _np_patchify(images, patch):
                 for pc in range(patch):
                     for ch in range(c):
                         k = (pr * patch + pc) * c + ch
-                        out[:, n, k] = images[:, row * patch + pr,
-                                              col * patch + pc, ch]
+                        out[:, n, k] = images[:, row * patch + pr, col * patch + pc, ch]
     return out
 
 
@@ -38,12 +38,11 @@ def test_patchify_matches_numpy_loop():
 def test_unpatchify_round_trip():
     images = _images((2, 8, 12, 3), seed=1)
     tokens = patches.patchify(jnp.asarray(images), 4)
-    np.testing.assert_array_equal(
-        np.asarray(patches.unpatchify(tokens, 4, (2, 3))), images)
+    np.testing.assert_array_equal(np.asarray(patches.unpatchify(tokens, 4, (2, 3))), images)
     tokens = _images((2, 6, 48), seed=2)
     np.testing.assert_array_equal(
-        np.asarray(patches.patchify(patches.unpatchify(tokens, 4, (2, 3)),
-                                    4)), tokens)
+        np.asarray(patches.patchify(patches.unpatchify(tokens, 4, (2, 3)), 4)), tokens
+    )
 
 
 def test_patchify_rejects_indivisible_size():
@@ -55,8 +54,7 @@ def test_pixel_targets_plain_is_float32_patchify():
     images = _images((2, 8, 8, 3), seed=3)
     got = patches.pixel_targets(jnp.asarray(images, jnp.bfloat16), 4, False)
     assert got.dtype == jnp.float32
-    expected = _np_patchify(
-        np.asarray(jnp.asarray(images, jnp.bfloat16), np.float32), 4)
+    expected = _np_patchify(np.asarray(jnp.asarray(images, jnp.bfloat16), np.float32), 4)
     np.testing.assert_array_equal(np.asarray(got), expected)
 
 
@@ -83,8 +81,7 @@ def test_pixel_targets_norm_pix_constant_patch_is_finite():
 def test_patchify_jit():
     images = jnp.asarray(_images((2, 8, 8, 3), seed=5))
     fn = jax.jit(patches.pixel_targets, static_argnums=(1, 2))
-    np.testing.assert_array_equal(fn(images, 4, False),
-                                  patches.pixel_targets(images, 4, False))
+    np.testing.assert_array_equal(fn(images, 4, False), patches.pixel_targets(images, 4, False))
 
 
 def test_normalize_matches_numpy():

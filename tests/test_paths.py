@@ -1,4 +1,5 @@
 """Paths through etils.epath, and the metric lines written through them."""
+
 import json
 import os
 
@@ -23,6 +24,9 @@ def test_metric_lines_survive_a_resume_trimmed_to_its_step(tmp_path):
     writer.close()
     text = (tmp_path / "metrics.jsonl").read_text()
     lines = [json.loads(line) for line in text.splitlines()]
-    assert lines == [{"step": 10, "loss": 1.0}, {"step": 20, "loss": 2.0},
-                     {"step": 30, "loss": 9.0}]
+    assert lines == [
+        {"step": 10, "loss": 1.0},
+        {"step": 20, "loss": 2.0},
+        {"step": 30, "loss": 9.0},
+    ]
     assert sorted(os.listdir(tmp_path)) == ["metrics.jsonl", "tensorboard"]

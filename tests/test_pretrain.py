@@ -1,4 +1,5 @@
 """End to end: pretraining CLI logic, checkpoints, resume, finished runs, bad starts."""
+
 import copy
 import json
 import os
@@ -56,8 +57,9 @@ def finished_run(fake_source, tmp_path_factory):
 
 
 def saved_steps(workdir):
-    return sorted(int(name) for name in os.listdir(os.path.join(workdir, "checkpoints"))
-                  if name.isdigit())
+    return sorted(
+        int(name) for name in os.listdir(os.path.join(workdir, "checkpoints")) if name.isdigit()
+    )
 
 
 def saved_params(workdir, step):
@@ -73,9 +75,14 @@ def metric_lines(workdir):
 
 def snapshot(workdir):
     """Every file under workdir with its size and modification time."""
-    return {os.path.join(root, name): (os.path.getsize(os.path.join(root, name)),
-                                       os.path.getmtime(os.path.join(root, name)))
-            for root, _, names in os.walk(workdir) for name in names}
+    return {
+        os.path.join(root, name): (
+            os.path.getsize(os.path.join(root, name)),
+            os.path.getmtime(os.path.join(root, name)),
+        )
+        for root, _, names in os.walk(workdir)
+        for name in names
+    }
 
 
 def crash_after(num_batches):
@@ -87,6 +94,7 @@ def crash_after(num_batches):
         for _ in range(num_batches):
             yield next(batches)
         raise RuntimeError("simulated crash")
+
     return make_crashing
 
 
@@ -105,17 +113,27 @@ def test_resumed_run_equals_uninterrupted_run(config, tmp_path, capsys, monkeypa
     assert saved_steps(resumed) == [8, 10]
     assert [line["step"] for line in metric_lines(resumed)] == [2, 4, 6, 8, 10]
     for line in metric_lines(resumed):
-        assert {"loss", "loss_rec1", "loss_rec2", "loss_con", "lr", "momentum",
-                "grad_norm", "images_per_sec"} <= set(line)
+        assert {
+            "loss",
+            "loss_rec1",
+            "loss_rec2",
+            "loss_con",
+            "lr",
+            "momentum",
+            "grad_norm",
+            "images_per_sec",
+        } <= set(line)
 
-    for a, b in zip(jax.tree.leaves(saved_params(straight, 10)),
-                    jax.tree.leaves(saved_params(resumed, 10))):
+    for a, b in zip(
+        jax.tree.leaves(saved_params(straight, 10)), jax.tree.leaves(saved_params(resumed, 10))
+    ):
         np.testing.assert_array_equal(a, b)
     assert metric_lines(straight)[-1]["loss"] == metric_lines(resumed)[-1]["loss"]
     tags = {}
     for name in os.listdir(os.path.join(resumed, "tensorboard")):
         for event in tf.compat.v1.train.summary_iterator(
-                os.path.join(resumed, "tensorboard", name)):
+            os.path.join(resumed, "tensorboard", name)
+        ):
             for value in event.summary.value:
                 tags.setdefault(value.tag, []).append(event.step)
     assert sorted(tags["loss_con"]) == [2, 4, 6, 8, 10]
@@ -133,18 +151,20 @@ def test_resumed_run_equals_uninterrupted_run(config, tmp_path, capsys, monkeypa
     assert saved_steps(resumed) == [10, 12]
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("batch_size", 12, "config.batch_size=12 must be a positive multiple of the device"),
-    ("model.variant", "XL/16", "config.model.variant"),
-    ("input.image_size", 18, "config.input.image_size=18"),
-    ("symmim.target_cell_size", 6, "config.symmim.target_cell_size=6"),
-    ("dataset.name", "no_such_dataset", "config.dataset.name='no_such_dataset'"),
-    ("method", "byol", "config.method='byol'"),
-    ("dataset.split", "nope", "config.dataset.split='nope'"),
-    ("max_consecutive_bad_steps", 0, "config.max_consecutive_bad_steps=0"),
-])
-def test_failed_start_leaves_the_workdir_untouched(finished_run, tmp_path, field, value,
-                                                   message):
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("batch_size", 12, "config.batch_size=12 must be a positive multiple of the device"),
+        ("model.variant", "XL/16", "config.model.variant"),
+        ("input.image_size", 18, "config.input.image_size=18"),
+        ("symmim.target_cell_size", 6, "config.symmim.target_cell_size=6"),
+        ("dataset.name", "no_such_dataset", "config.dataset.name='no_such_dataset'"),
+        ("method", "byol", "config.method='byol'"),
+        ("dataset.split", "nope", "config.dataset.split='nope'"),
+        ("max_consecutive_bad_steps", 0, "config.max_consecutive_bad_steps=0"),
+    ],
+)
+def test_failed_start_leaves_the_workdir_untouched(finished_run, tmp_path, field, value, message):
     config, finished = finished_run
     config = copy.deepcopy(config)
     workdir = str(tmp_path / "run")
@@ -180,12 +200,22 @@ def test_imagenet_without_manual_dir_fails_before_writing(tmp_path):
 
 def test_cli_reports_a_bad_config_in_one_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "symmim_jax.pretrain", "--config=symmim_jax/configs/demo.py",
-         "--config.symmim.online_cell_size=6", f"--workdir={tmp_path / 'run'}"],
-        capture_output=True, text=True, timeout=300,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        [
+            sys.executable,
+            "-m",
+            "symmim_jax.pretrain",
+            "--config=symmim_jax/configs/demo.py",
+            "--config.symmim.online_cell_size=6",
+            f"--workdir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1] == (
         "Config error: config.symmim.online_cell_size=6 must be a positive multiple of "
-        "the patch size 4 (a cell is a whole number of patches).")
+        "the patch size 4 (a cell is a whole number of patches)."
+    )
     assert not (tmp_path / "run").exists()

@@ -1,4 +1,5 @@
 """What a pretraining run survives: kills, SIGTERM, torn checkpoints, NaNs, full disks."""
+
 import errno
 import glob
 import logging
@@ -16,7 +17,7 @@ import pytest
 import tiny_config
 
 from symmim_jax import pretrain
-from symmim_jax.data import pipeline
+from symmim_jax.data import sources
 from symmim_jax.train import checkpoint, loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,8 +51,7 @@ def params_at(workdir, step):
 
 
 def max_abs_difference(a, b):
-    return max(float(np.max(np.abs(x - y)))
-               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    return max(float(np.max(np.abs(x - y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 def test_non_finite_steps_are_skipped_then_the_run_stops(config, tmp_path):
@@ -78,8 +78,9 @@ def test_torn_checkpoint_falls_back_to_the_newest_intact_one(config, tmp_path, c
     config.total_steps = 6
     pretrain.train(config, str(workdir))
     assert saved_steps(workdir) == [4, 6]
-    for path in glob.glob(str(workdir / "checkpoints" / "6" / "state" / "**" / "*"),
-                          recursive=True):
+    for path in glob.glob(
+        str(workdir / "checkpoints" / "6" / "state" / "**" / "*"), recursive=True
+    ):
         if os.path.isfile(path):
             with open(path, "r+b") as f:
                 f.truncate(os.path.getsize(path) // 2)
@@ -87,8 +88,7 @@ def test_torn_checkpoint_falls_back_to_the_newest_intact_one(config, tmp_path, c
     with caplog.at_level(logging.WARNING):
         pretrain.train(config, str(workdir))
     assert "Checkpoint 6 in" in caplog.text and "cannot be read" in caplog.text
-    assert [p.name.split("-")[0] for p in (workdir / "unreadable_checkpoints").iterdir()
-            ] == ["6"]
+    assert [p.name.split("-")[0] for p in (workdir / "unreadable_checkpoints").iterdir()] == ["6"]
     assert saved_steps(workdir) == [6, 8]  # resumed from 4, saved 6 and 8 again
 
     # Every checkpoint unreadable: an error, never a silent fresh start.
@@ -122,8 +122,10 @@ def test_full_disk_during_a_save_keeps_earlier_checkpoints(config, tmp_path, mon
         return save(manager, step, *args, **kwargs)
 
     monkeypatch.setattr(checkpoint, "save", save_until_disk_full)
-    with pytest.raises(loop.TrainingStopped,
-                       match=r"Saving checkpoint 4 .*No space left on device.*\[2\]\) are intact"):
+    with pytest.raises(
+        loop.TrainingStopped,
+        match=r"Saving checkpoint 4 .*No space left on device.*\[2\]\) are intact",
+    ):
         pretrain.train(config, str(workdir))
     assert saved_steps(workdir) == [2]
     assert params_at(workdir, 2)["pixel_head"]["kernel"].shape == (32, 48)
@@ -131,17 +133,30 @@ def test_full_disk_during_a_save_keeps_earlier_checkpoints(config, tmp_path, mon
 
 # Subprocess runs of the CLI, as a scheduler would see them.
 
+
 def launch(config, workdir, total_steps, log):
     overrides = [
         f"--config.dataset.manual_dir={config.dataset.manual_dir}",
         f"--config.dataset.data_dir={config.dataset.data_dir}",
-        "--config.dataset.shuffle_buffer=64", "--config.log_every=1",
-        "--config.checkpoint_every=1", "--config.keep_checkpoints=2",
-        f"--config.total_steps={total_steps}"]
+        "--config.dataset.shuffle_buffer=64",
+        "--config.log_every=1",
+        "--config.checkpoint_every=1",
+        "--config.keep_checkpoints=2",
+        f"--config.total_steps={total_steps}",
+    ]
     return subprocess.Popen(
-        [sys.executable, "-m", "symmim_jax.pretrain", "--config=tests/tiny_config.py",
-         *overrides, f"--workdir={workdir}"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "symmim_jax.pretrain",
+            "--config=tests/tiny_config.py",
+            *overrides,
+            f"--workdir={workdir}",
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def wait_for(condition, timeout=120.0):
@@ -153,20 +168,23 @@ def wait_for(condition, timeout=120.0):
 
 
 def newest_step(workdir):
-    steps = [int(name) for name in os.listdir(workdir / "checkpoints") if name.isdigit()] \
-        if (workdir / "checkpoints").exists() else []
+    steps = (
+        [int(name) for name in os.listdir(workdir / "checkpoints") if name.isdigit()]
+        if (workdir / "checkpoints").exists()
+        else []
+    )
     return max(steps, default=0)
 
 
 def saving_now(workdir):
     return (workdir / "checkpoints").exists() and any(
-        "tmp" in name for name in os.listdir(workdir / "checkpoints"))
+        "tmp" in name for name in os.listdir(workdir / "checkpoints")
+    )
 
 
-def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(
-        config, tmp_path):
+def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(config, tmp_path):
     total = 10
-    pipeline.get_builder(config.dataset)  # prepare the tfds records before the runs
+    sources.get_builder(config.dataset)  # prepare the tfds records before the runs
     logs = open(tmp_path / "runs.log", "w")  # noqa: SIM115 (every launch below)
     straight = tmp_path / "straight"
     assert launch(config, straight, total, logs).wait(timeout=600) == 0
@@ -186,15 +204,21 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(
         finally:
             process.send_signal(signal.SIGKILL)
             process.wait()
-        print(f"killed {name}: newest checkpoint {newest_step(killed)}, "
-              f"save in flight: {saving_now(killed)}")
+        print(
+            f"killed {name}: newest checkpoint {newest_step(killed)}, "
+            f"save in flight: {saving_now(killed)}"
+        )
     assert launch(config, killed, total, logs).wait(timeout=600) == 0
     difference = max_abs_difference(params_at(straight, total), params_at(killed, total))
     print(f"max abs difference after 3 kills: {difference}")
     assert difference == 0.0
-    assert max_abs_difference(checkpoint.load_params(str(straight), subtree="target_params")[0],
-                              checkpoint.load_params(str(killed), subtree="target_params")[0]
-                              ) == 0.0
+    assert (
+        max_abs_difference(
+            checkpoint.load_params(str(straight), subtree="target_params")[0],
+            checkpoint.load_params(str(killed), subtree="target_params")[0],
+        )
+        == 0.0
+    )
 
 
 def test_sigterm_saves_the_current_step_and_exits_cleanly(config, tmp_path):

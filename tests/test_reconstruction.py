@@ -1,4 +1,5 @@
 """Reconstruction pictures: visible pixels pasted back, norm_pix undone, masks."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +14,7 @@ GAP = 2  # white pixels between the images of reconstruction_grid
 
 class FakeMethod:
     """4 x 4 images of 2 x 2 patches; predicts a constant or the target itself."""
+
     patch, grid = 2, (2, 2)
 
     def __init__(self, prediction, mask=None, norm_pix_target=False):
@@ -38,17 +40,22 @@ def _images(batch=2, size=4):
 def _columns(grid, batch, size=4):
     """reconstruction_grid's image -> (original, masked input, reconstruction)."""
     step = size + GAP
-    return [np.stack([grid[r * step:r * step + size, c * step:c * step + size]
-                      for r in range(batch)]) for c in range(3)]
+    return [
+        np.stack(
+            [grid[r * step : r * step + size, c * step : c * step + size] for r in range(batch)]
+        )
+        for c in range(3)
+    ]
 
 
 def test_reconstruction_grid_pastes_visible_pixels_back():
     images = _images()
     mask = np.array([[True, False, False, True], [False, False, False, True]])
-    grid = reconstruction.reconstruction_grid(FakeMethod(0.5, mask), None, images,
-                                              jax.random.key(0), MEAN, STD)
+    grid = reconstruction.reconstruction_grid(
+        FakeMethod(0.5, mask), None, images, jax.random.key(0), MEAN, STD
+    )
     assert grid.shape == (2 * 4 + GAP, 3 * 4 + 2 * GAP, 3) and grid.dtype == np.uint8
-    assert (grid[4:4 + GAP] == 255).all() and (grid[:, 4:4 + GAP] == 255).all()
+    assert (grid[4 : 4 + GAP] == 255).all() and (grid[:, 4 : 4 + GAP] == 255).all()
     original, masked, reconstructed = _columns(grid, 2)
     hidden = np.kron(mask.reshape(2, 2, 2), np.ones((2, 2), bool))[..., None]
     hidden = np.broadcast_to(hidden, images.shape)
@@ -60,22 +67,26 @@ def test_reconstruction_grid_pastes_visible_pixels_back():
     assert (reconstructed[hidden] == 191).all()
 
 
-@pytest.mark.parametrize("prediction, norm_pix", [("target", False),
-                                                  ("norm_target", True)])
+@pytest.mark.parametrize("prediction, norm_pix", [("target", False), ("norm_target", True)])
 def test_a_perfect_prediction_gives_back_the_image(prediction, norm_pix):
     images = _images()
     mask = np.ones((2, 4), bool)
     _, reconstructed = reconstruction.masked_and_reconstructed(
-        FakeMethod(prediction, norm_pix_target=norm_pix), None, images, mask,
-        (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+        FakeMethod(prediction, norm_pix_target=norm_pix),
+        None,
+        images,
+        mask,
+        (0.485, 0.456, 0.406),
+        (0.229, 0.224, 0.225),
+    )
     np.testing.assert_array_equal(reconstructed, images)
 
 
 def test_norm_pix_prediction_zero_shows_each_patch_mean():
     images = _images(batch=1)
     _, reconstructed = reconstruction.masked_and_reconstructed(
-        FakeMethod(0.0, norm_pix_target=True), None, images, np.ones((1, 4), bool), MEAN,
-        STD)
+        FakeMethod(0.0, norm_pix_target=True), None, images, np.ones((1, 4), bool), MEAN, STD
+    )
     # With mean = std = 0.5 the un-normalized 0 is each patch's mean uint8 value.
     patch_means = patches.patchify(images.astype(np.float64), 2).mean(-1)  # [1, 4]
     expected = np.round(np.asarray(patch_means)).reshape(2, 2)

@@ -1,4 +1,5 @@
 """Mesh sizes, FSDP sharding rules, and a checkpoint restored onto another mesh."""
+
 import shutil
 
 import jax
@@ -17,17 +18,25 @@ def _mesh_config(data, fsdp):
     return ml_collections.ConfigDict(dict(data=data, fsdp=fsdp, fsdp_min_size=0))
 
 
-@pytest.mark.parametrize("data, fsdp, expected", [
-    (-1, 1, (8, 1)), (-1, 2, (4, 2)), (2, -1, (2, 4)), (8, 1, (8, 1)), (1, 8, (1, 8))])
+@pytest.mark.parametrize(
+    "data, fsdp, expected",
+    [(-1, 1, (8, 1)), (-1, 2, (4, 2)), (2, -1, (2, 4)), (8, 1, (8, 1)), (1, 8, (1, 8))],
+)
 def test_mesh_shape_fills_minus_one_with_the_rest(data, fsdp, expected):
     assert sharding.mesh_shape(_mesh_config(data, fsdp), 8) == expected
     mesh = sharding.make_mesh(_mesh_config(data, fsdp))
     assert (mesh.shape["data"], mesh.shape["fsdp"]) == expected
 
 
-@pytest.mark.parametrize("data, fsdp, message", [
-    (3, -1, "does not divide the 8 devices"), (2, 2, "set one of them to -1"),
-    (-1, -1, "at most one -1"), (0, 8, "positive size")])
+@pytest.mark.parametrize(
+    "data, fsdp, message",
+    [
+        (3, -1, "does not divide the 8 devices"),
+        (2, 2, "set one of them to -1"),
+        (-1, -1, "at most one -1"),
+        (0, 8, "positive size"),
+    ],
+)
 def test_mesh_that_does_not_match_the_devices_names_the_fields(data, fsdp, message):
     config = tiny_config.get_config()
     config.mesh.data, config.mesh.fsdp = data, fsdp
@@ -43,15 +52,18 @@ def test_batch_must_split_over_devices_and_micro_batches():
     run.check_config(config, num_devices=4, num_processes=1)
 
 
-@pytest.mark.parametrize("shape, fsdp, min_size, spec", [
-    ((768, 3072), 4, 0, P(None, "fsdp")),    # the largest axis
-    ((3, 768, 6), 4, 0, P(None, "fsdp", None)),
-    ((6, 10), 4, 0, P()),                    # no axis divisible: replicated
-    ((10, 12), 4, 0, P(None, "fsdp")),       # the largest divisible one
-    ((768,), 4, 1024, P()),                  # small: replicated
-    ((768, 768), 1, 0, P()),                 # no fsdp axis: data parallel
-    ((), 4, 0, P()),                         # scalars
-])
+@pytest.mark.parametrize(
+    "shape, fsdp, min_size, spec",
+    [
+        ((768, 3072), 4, 0, P(None, "fsdp")),  # the largest axis
+        ((3, 768, 6), 4, 0, P(None, "fsdp", None)),
+        ((6, 10), 4, 0, P()),  # no axis divisible: replicated
+        ((10, 12), 4, 0, P(None, "fsdp")),  # the largest divisible one
+        ((768,), 4, 1024, P()),  # small: replicated
+        ((768, 768), 1, 0, P()),  # no fsdp axis: data parallel
+        ((), 4, 0, P()),  # scalars
+    ],
+)
 def test_param_spec(shape, fsdp, min_size, spec):
     assert sharding.param_spec(shape, fsdp, min_size) == spec
 
@@ -78,16 +90,30 @@ def test_optimizer_state_and_ema_target_follow_the_parameters():
 
 
 def _params(workdir):
-    return [np.concatenate([leaf.ravel() for leaf in jax.tree.leaves(
-        checkpoint.load_params(str(workdir), subtree=subtree)[0])])
-            for subtree in ("params", "target_params")]
+    return [
+        np.concatenate(
+            [
+                leaf.ravel()
+                for leaf in jax.tree.leaves(
+                    checkpoint.load_params(str(workdir), subtree=subtree)[0]
+                )
+            ]
+        )
+        for subtree in ("params", "target_params")
+    ]
 
 
 def test_checkpoint_of_8_device_dp_resumes_on_4_device_fsdp(tmp_path):
     config = tiny_config.get_config()
-    config.update_from_flattened_dict({
-        "dataset.name": "synthetic", "total_steps": 2, "log_every": 1,
-        "checkpoint_every": 2, "visualize_every": 0})
+    config.update_from_flattened_dict(
+        {
+            "dataset.name": "synthetic",
+            "total_steps": 2,
+            "log_every": 1,
+            "checkpoint_every": 2,
+            "visualize_every": 0,
+        }
+    )
     pretrain.train(config, str(tmp_path / "dp"))  # 8 devices, data parallel
     shutil.copytree(tmp_path / "dp", tmp_path / "fsdp")
     config.total_steps = 4

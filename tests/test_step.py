@@ -26,14 +26,24 @@ def _compiled_step(config, mesh, total_steps=50, **step_options):
     method = methods.build(config, total_steps)
     tx, schedule = optim.make_adamw(config.optim, config.batch_size, total_steps, 0)
     init = functools.partial(init_state, method, tx, image_shape=(1, 16, 16, 3))
-    shardings = jax.tree.map(lambda _: sharding.replicated(mesh),
-                             jax.eval_shape(init, jax.random.key(0)))
+    shardings = jax.tree.map(
+        lambda _: sharding.replicated(mesh), jax.eval_shape(init, jax.random.key(0))
+    )
     state = jax.jit(init, out_shardings=shardings)(jax.random.key(0))
     step = jax.jit(
-        functools.partial(train_step, objective=method, tx=tx, lr_schedule=schedule,
-                          mean=config.input.mean, std=config.input.std, **step_options),
+        functools.partial(
+            train_step,
+            objective=method,
+            tx=tx,
+            lr_schedule=schedule,
+            mean=config.input.mean,
+            std=config.input.std,
+            **step_options,
+        ),
         in_shardings=(shardings, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
-        out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=0)
+        out_shardings=(shardings, sharding.replicated(mesh)),
+        donate_argnums=0,
+    )
     return state, step
 
 
@@ -55,13 +65,20 @@ def test_sharded_gradients_equal_single_device_gradients(batch):
     params, target, _ = method.init(jax.random.key(0), np.zeros((1, 16, 16, 3), np.float32))
 
     def grads(mesh, global_batch):
-        loss = lambda p, b: pretrain_loss(method, p, patches.normalize(
-            b["image"], config.input.mean, config.input.std), jax.random.key(3), target)[0]
-        return jax.jit(jax.value_and_grad(loss),
-                       out_shardings=sharding.replicated(mesh))(params, global_batch)
+        loss = lambda p, b: pretrain_loss(
+            method,
+            p,
+            patches.normalize(b["image"], config.input.mean, config.input.std),
+            jax.random.key(3),
+            target,
+        )[0]
+        return jax.jit(jax.value_and_grad(loss), out_shardings=sharding.replicated(mesh))(
+            params, global_batch
+        )
 
-    (loss1, grads1), (loss8, grads8) = (_run_on(d, batch, grads)
-                                        for d in (jax.devices()[:1], jax.devices()))
+    (loss1, grads1), (loss8, grads8) = (
+        _run_on(d, batch, grads) for d in (jax.devices()[:1], jax.devices())
+    )
     np.testing.assert_allclose(loss1, loss8, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(grads1), jax.tree.leaves(grads8)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)  # float32 sums over 8 shards
@@ -75,16 +92,21 @@ def test_sharded_step_equals_single_device_step(batch):
             state, metrics = step(state, global_batch, jax.random.key(7))
         return state, metrics
 
-    (state1, metrics1), (state8, metrics8) = (_run_on(d, batch, two_steps)
-                                              for d in (jax.devices()[:1], jax.devices()))
+    (state1, metrics1), (state8, metrics8) = (
+        _run_on(d, batch, two_steps) for d in (jax.devices()[:1], jax.devices())
+    )
     for name in metrics1:
         np.testing.assert_allclose(metrics1[name], metrics8[name], rtol=1e-5, err_msg=name)
     # Adam's first steps are +-lr wherever |grad| >> eps, so a gradient that is
     # zero up to float noise can flip an update; allow that, and nothing more.
     lr = _tiny_config().optim.base_lr
-    diffs = [np.abs(a - b).ravel() for a, b in zip(
-        jax.tree.leaves((state1.params, state1.target_params)),
-        jax.tree.leaves((state8.params, state8.target_params)))]
+    diffs = [
+        np.abs(a - b).ravel()
+        for a, b in zip(
+            jax.tree.leaves((state1.params, state1.target_params)),
+            jax.tree.leaves((state8.params, state8.target_params)),
+        )
+    ]
     diffs = np.concatenate(diffs)
     assert diffs.max() <= 2 * lr
     assert np.mean(diffs > 1e-6) < 0.01
@@ -100,8 +122,7 @@ def test_steps_on_a_fixed_batch_lower_the_loss(batch):
         losses.append(float(metrics["loss"]))
     assert int(state.step) == 15
     assert losses[-1] < 0.8 * losses[0], losses
-    assert {"loss_rec1", "loss_rec2", "loss_con", "lr", "momentum", "grad_norm"} <= set(
-        metrics)
+    assert {"loss_rec1", "loss_rec2", "loss_con", "lr", "momentum", "grad_norm"} <= set(metrics)
 
 
 def test_step_is_compiled_once(batch):
@@ -122,17 +143,18 @@ def test_non_finite_step_changes_nothing_but_counters(batch):
     state, metrics = step(state, global_batch, jax.random.key(7))  # step 2: NaN
     after = jax.device_get(state)
     assert not np.isfinite(float(metrics["loss"]))
-    assert (int(after.step), int(after.bad_steps), int(after.consecutive_bad_steps)) == (
-        2, 1, 1)
-    for a, b in zip(jax.tree.leaves((before.params, before.target_params,
-                                     before.opt_state)),
-                    jax.tree.leaves((after.params, after.target_params, after.opt_state))):
+    assert (int(after.step), int(after.bad_steps), int(after.consecutive_bad_steps)) == (2, 1, 1)
+    for a, b in zip(
+        jax.tree.leaves((before.params, before.target_params, before.opt_state)),
+        jax.tree.leaves((after.params, after.target_params, after.opt_state)),
+    ):
         np.testing.assert_array_equal(a, b)
     state, metrics = step(state, global_batch, jax.random.key(7))  # step 3: fine
     assert np.isfinite(float(metrics["loss"]))
     assert (int(state.bad_steps), int(state.consecutive_bad_steps)) == (1, 0)
-    assert not np.array_equal(jax.device_get(state.params["pixel_head"]["kernel"]),
-                              after.params["pixel_head"]["kernel"])
+    assert not np.array_equal(
+        jax.device_get(state.params["pixel_head"]["kernel"]), after.params["pixel_head"]["kernel"]
+    )
 
 
 def test_accumulated_micro_batches_equal_the_full_batch(batch):
@@ -148,6 +170,7 @@ def test_accumulated_micro_batches_equal_the_full_batch(batch):
     def loss_terms_grads(images, accum_steps):
         out, grads_ = grads(state, {"image": images}, jax.random.key(3), accum_steps)
         return (out.loss, out.metrics), grads_
+
     (loss1, terms1), grads1 = loss_terms_grads(images, 1)
     (loss4, terms4), grads4 = loss_terms_grads(images, 4)
     np.testing.assert_allclose(loss1, loss4, rtol=1e-6)
@@ -182,9 +205,18 @@ class RunningMean(step_lib.Objective):
 def test_method_state_follows_the_observations_and_skips_bad_steps(batch, accum_steps):
     objective, tx = RunningMean(), optax.sgd(0.1)
     state = init_state(objective, tx, jax.random.key(0), (1, 16, 16, 3))
-    step = jax.jit(functools.partial(
-        train_step, objective=objective, tx=tx, lr_schedule=optax.constant_schedule(0.1),
-        mean=(0.5,) * 3, std=(0.25,) * 3, nan_at_steps=(2,), accum_steps=accum_steps))
+    step = jax.jit(
+        functools.partial(
+            train_step,
+            objective=objective,
+            tx=tx,
+            lr_schedule=optax.constant_schedule(0.1),
+            mean=(0.5,) * 3,
+            std=(0.25,) * 3,
+            nan_at_steps=(2,),
+            accum_steps=accum_steps,
+        )
+    )
     images = (batch["image"] / 255.0 - 0.5) / 0.25
     batch_mean = images.mean(axis=(0, 1, 2))
     state, _ = step(state, batch, jax.random.key(1))

@@ -30,8 +30,7 @@ def test_target_is_a_copy_without_predictor(setup):
     params, target, _ = method.init(jax.random.key(1), setup[1])
     assert set(params) == {"encoder", "pixel_head", "projector", "predictor"}
     assert set(target) == {"encoder", "pixel_head", "projector"}
-    for a, b in zip(jax.tree.leaves(target), jax.tree.leaves(
-            {k: params[k] for k in target})):
+    for a, b in zip(jax.tree.leaves(target), jax.tree.leaves({k: params[k] for k in target})):
         np.testing.assert_array_equal(a, b)
 
 
@@ -53,7 +52,8 @@ def test_loss_is_the_weighted_sum_of_the_three_terms(setup):
     key = jax.random.key(4)
     loss, terms = pretrain_loss(method, params, images, key, target)
     assert float(loss) == pytest.approx(
-        float(terms["loss_rec1"] + terms["loss_rec2"] + terms["loss_con"]), rel=1e-6)
+        float(terms["loss_rec1"] + terms["loss_rec2"] + terms["loss_con"]), rel=1e-6
+    )
     only_rec1 = symmim.SymMIM(_tiny_config(weight_rec2=0.0, weight_con=0.0), 10)
     loss1, terms1 = pretrain_loss(only_rec1, params, images, key, target)
     assert float(loss1) == pytest.approx(float(terms1["loss_rec1"]), rel=1e-6)
@@ -66,29 +66,40 @@ def test_loss_terms_recomputed_from_branch_outputs(setup):
     _, terms = pretrain_loss(method, params, images, key, target)
     mask_key, drop_key = jax.random.split(key)
     m1, m2 = method.masks(mask_key, images.shape[0])
-    online = method.net.apply({"params": params}, images, m1, train=True,
-                              with_predictor=True, rngs={"drop_path": drop_key})
-    tgt = method.net.apply({"params": target}, images, m2, train=False,
-                           with_predictor=False)
+    online = method.net.apply(
+        {"params": params},
+        images,
+        m1,
+        train=True,
+        with_predictor=True,
+        rngs={"drop_path": drop_key},
+    )
+    tgt = method.net.apply({"params": target}, images, m2, train=False, with_predictor=False)
     pixels = patches.patchify(images, 4)
-    np.testing.assert_allclose(terms["loss_rec1"],
-                               losses.masked_l1(online["pixels"], pixels, m1), rtol=1e-5)
-    np.testing.assert_allclose(terms["loss_rec2"], losses.masked_l1(
-        online["pixels"], tgt["pixels"], m1 & m2), rtol=1e-5)
-    np.testing.assert_allclose(terms["loss_con"], losses.patch_infonce(
-        online["prediction"], tgt["projection"], m1, 0.1), rtol=1e-5)
+    np.testing.assert_allclose(
+        terms["loss_rec1"], losses.masked_l1(online["pixels"], pixels, m1), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        terms["loss_rec2"], losses.masked_l1(online["pixels"], tgt["pixels"], m1 & m2), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        terms["loss_con"],
+        losses.patch_infonce(online["prediction"], tgt["projection"], m1, 0.1),
+        rtol=1e-5,
+    )
 
 
 def test_target_branch_gets_no_gradient(setup):
     method, images, params, target = setup
     grad_target = jax.grad(
-        lambda t: pretrain_loss(method, params, images, jax.random.key(6), t)[0])(target)
+        lambda t: pretrain_loss(method, params, images, jax.random.key(6), t)[0]
+    )(target)
     for leaf in jax.tree.leaves(grad_target):
         np.testing.assert_array_equal(leaf, 0.0)
     grad_online = jax.grad(
-        lambda p: pretrain_loss(method, p, images, jax.random.key(6), target)[0])(params)
-    assert all(float(jnp.abs(g).sum()) > 0 for g in jax.tree.leaves(
-        grad_online["predictor"]))
+        lambda p: pretrain_loss(method, p, images, jax.random.key(6), target)[0]
+    )(params)
+    assert all(float(jnp.abs(g).sum()) > 0 for g in jax.tree.leaves(grad_online["predictor"]))
 
 
 def test_after_step_moves_the_target_by_the_momentum_schedule(setup):
@@ -98,19 +109,25 @@ def test_after_step_moves_the_target_by_the_momentum_schedule(setup):
     m = float(method.momentum(5))
     assert float(metrics["momentum"]) == pytest.approx(m)
     leaf_t = target["pixel_head"]["kernel"]
-    np.testing.assert_allclose(new_target["pixel_head"]["kernel"],
-                               m * leaf_t + (1 - m) * params["pixel_head"]["kernel"],
-                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        new_target["pixel_head"]["kernel"],
+        m * leaf_t + (1 - m) * params["pixel_head"]["kernel"],
+        rtol=1e-6,
+        atol=1e-7,
+    )
 
 
-@pytest.mark.parametrize("overrides, field", [
-    (dict(online_cell_size=6), "online_cell_size"),
-    (dict(target_cell_size=12), "target_cell_size"),
-    (dict(weight_rec1=0.0, weight_rec2=0.0, weight_con=0.0), "weight_rec1"),
-    (dict(temperature=0.0), "temperature"),
-    (dict(contrast_dictionary="queue"), "contrast_dictionary"),
-    (dict(momentum_schedule="step"), "momentum_schedule"),
-])
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        (dict(online_cell_size=6), "online_cell_size"),
+        (dict(target_cell_size=12), "target_cell_size"),
+        (dict(weight_rec1=0.0, weight_rec2=0.0, weight_con=0.0), "weight_rec1"),
+        (dict(temperature=0.0), "temperature"),
+        (dict(contrast_dictionary="queue"), "contrast_dictionary"),
+        (dict(momentum_schedule="step"), "momentum_schedule"),
+    ],
+)
 def test_check_config_names_the_field(overrides, field):
     with pytest.raises(ValueError, match=f"config.symmim.{field}"):
         symmim.SymMIM.check_config(_tiny_config(**overrides))
@@ -120,7 +137,8 @@ def test_reconstruct_is_the_online_pixel_head(setup):
     method, images, params, _ = setup
     m1, _ = method.masks(jax.random.key(8), images.shape[0])
     pixels = method.reconstruct(params, images, m1)
-    want = method.net.apply({"params": params}, images, m1, train=False,
-                            with_predictor=True)["pixels"]
+    want = method.net.apply({"params": params}, images, m1, train=False, with_predictor=True)[
+        "pixels"
+    ]
     np.testing.assert_allclose(pixels, want, rtol=1e-6)
     assert pixels.shape == (3, 16, 4 * 4 * 3)

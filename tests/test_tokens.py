@@ -14,8 +14,9 @@ def test_visible_first_orders_visible_then_masked_increasing():
     mask = np.asarray(_mask())
     order = np.asarray(tokens.visible_first(mask))
     for row, perm in zip(mask, order):
-        np.testing.assert_array_equal(perm, np.concatenate(
-            [np.flatnonzero(~row), np.flatnonzero(row)]))
+        np.testing.assert_array_equal(
+            perm, np.concatenate([np.flatnonzero(~row), np.flatnonzero(row)])
+        )
 
 
 def test_gather_matches_numpy_indexing():
@@ -36,8 +37,9 @@ def test_scatter_undoes_gather_and_zeroes_the_rest():
 def test_round_trip_jits_and_shards_over_the_batch():
     mesh = sharding.make_mesh()
     mask = jax.device_put(_mask(), sharding.batch_sharding(mesh))
-    x = jax.device_put(jax.random.normal(jax.random.key(3), (8, 16, 5)),
-                       sharding.batch_sharding(mesh))
+    x = jax.device_put(
+        jax.random.normal(jax.random.key(3), (8, 16, 5)), sharding.batch_sharding(mesh)
+    )
 
     @jax.jit
     def round_trip(x, mask):

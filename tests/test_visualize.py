@@ -1,4 +1,5 @@
 """Figures: the CLI views on a tiny real run, TensorBoard images."""
+
 import os
 
 from absl import flags
@@ -27,11 +28,17 @@ def tiny_run(tmp_path_factory):
     config.dataset.manual_dir = str(source)
     config.dataset.data_dir = str(tmp_path_factory.mktemp("tfds"))
     params, target_params, _ = methods.build(config, 1).init(
-        jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
+        jax.random.key(0), jnp.zeros((1, 16, 16, 3))
+    )
     workdir = str(tmp_path_factory.mktemp("run"))
     manager = checkpoint.open_manager(workdir)
-    checkpoint.save(manager, 3, {"params": params, "target_params": target_params},
-                    loop.checkpoint_record(config, 3, jax.random.key(0)), force=True)
+    checkpoint.save(
+        manager,
+        3,
+        {"params": params, "target_params": target_params},
+        loop.checkpoint_record(config, 3, jax.random.key(0)),
+        force=True,
+    )
     manager.close()
     return config, workdir
 
@@ -46,7 +53,8 @@ def test_reconstruction_panel_of_a_real_method_pastes_visible_patches(tiny_run):
     method = methods.build(config, 1)
     images = _images(batch=2, size=16)
     titles, columns = reconstruction.reconstruction_panel(
-        method, params, images, jax.random.key(0), config.input.mean, config.input.std)
+        method, params, images, jax.random.key(0), config.input.mean, config.input.std
+    )
     assert len(titles) == len(columns) == 9
     np.testing.assert_array_equal(columns[0], images)
     hidden_fractions = []
@@ -76,24 +84,35 @@ def test_reconstruction_figure_from_the_test_split_and_from_files(tiny_run, tmp_
 @pytest.fixture
 def parsed_flags():
     """Parses a command line into the global absl flags for one test."""
+
     def parse(*args):
         return flags.FLAGS(["visualize", *args])
+
     yield parse
     flags.FLAGS.unparse_flags()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["blocks", "--out=x.png"], "usage: python -m symmim_jax.visualize "
-                                "{reconstruction,masks,avgdist}"),
-    (["masks"], "--out=FIG.png is required."),
-    (["reconstruction", "--out=x.png"], "reconstruction needs --checkpoint"),
-    (["reconstruction", "--out=x.png", "--checkpoint=/no/run"], "no checkpoints in"),
-    (["reconstruction", "--out=x.png", "--checkpoint=/no/run", "--num_images=0"],
-     "--num_images=0 must be at least 1."),
-    (["reconstruction", "--out=x.png", "--checkpoint=/no/run", "--images=/no/a.png"],
-     "--images: no such file: /no/a.png"),
-    (["masks", "--out=x.png", "--image_size=30"], "--image_size=30 must be a multiple"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["blocks", "--out=x.png"],
+            "usage: python -m symmim_jax.visualize {reconstruction,masks,avgdist}",
+        ),
+        (["masks"], "--out=FIG.png is required."),
+        (["reconstruction", "--out=x.png"], "reconstruction needs --checkpoint"),
+        (["reconstruction", "--out=x.png", "--checkpoint=/no/run"], "no checkpoints in"),
+        (
+            ["reconstruction", "--out=x.png", "--checkpoint=/no/run", "--num_images=0"],
+            "--num_images=0 must be at least 1.",
+        ),
+        (
+            ["reconstruction", "--out=x.png", "--checkpoint=/no/run", "--images=/no/a.png"],
+            "--images: no such file: /no/a.png",
+        ),
+        (["masks", "--out=x.png", "--image_size=30"], "--image_size=30 must be a multiple"),
+    ],
+)
 def test_bad_command_lines_stop_with_one_line(parsed_flags, args, message):
     with pytest.raises(SystemExit) as exit_info:
         visualize.main(parsed_flags(*args))
@@ -103,16 +122,16 @@ def test_bad_command_lines_stop_with_one_line(parsed_flags, args, message):
 
 def test_masks_and_avgdist_views(parsed_flags, tmp_path, capsys):
     masks = str(tmp_path / "masks.png")
-    visualize.main(parsed_flags("masks", f"--out={masks}", "--image_size=32",
-                                "--patch_size=4", "--dpi=20"))
+    visualize.main(
+        parsed_flags("masks", f"--out={masks}", "--image_size=32", "--patch_size=4", "--dpi=20")
+    )
     # 9 masks in a row: 3 checkerboards x 2 phases, SimMIM, MAE and BEiT.
     assert _png_shape(masks) == (30, 180)
     assert capsys.readouterr().out == f"Wrote {masks}\n"
 
     flags.FLAGS.unparse_flags()
     fig = str(tmp_path / "avgdist.png")
-    visualize.main(parsed_flags("avgdist", f"--out={fig}", "--image_size=16",
-                                "--patch_size=4"))
+    visualize.main(parsed_flags("avgdist", f"--out={fig}", "--image_size=16", "--patch_size=4"))
     printed = capsys.readouterr().out
     with open(tmp_path / "avgdist.md") as f:
         table = f.read()
@@ -130,10 +149,13 @@ def test_metric_writer_logs_an_image_summary(tmp_path, monkeypatch):
     writer.close()
     logdir = tmp_path / "tensorboard"
     (event_file,) = os.listdir(logdir)
-    values = [(event.step, value) for event in
-              tf.compat.v1.train.summary_iterator(str(logdir / event_file))
-              for value in event.summary.value if value.tag == "reconstruction"]
-    (step, value), = values
+    values = [
+        (event.step, value)
+        for event in tf.compat.v1.train.summary_iterator(str(logdir / event_file))
+        for value in event.summary.value
+        if value.tag == "reconstruction"
+    ]
+    ((step, value),) = values
     assert step == 7
     # Image summaries hold [width, height, PNG]; PNG is lossless.
     width, height, png = value.tensor.string_val

@@ -50,8 +50,7 @@ def test_output_shape_and_param_names():
     model, params, images = _model_and_params()
     out = model.apply({"params": params}, images)
     assert out.shape == (2, 1 + 16, 16)
-    assert set(params) == {"patch_embed", "cls_token", "mask_token", "blocks_0",
-                           "blocks_1", "norm"}
+    assert set(params) == {"patch_embed", "cls_token", "mask_token", "blocks_0", "blocks_1", "norm"}
     assert params["blocks_0"]["attn"]["qkv"]["kernel"].shape == (16, 3, 2, 8)
     assert params["patch_embed"]["kernel"].shape == (4, 4, 3, 16)  # HWIO
 
@@ -64,8 +63,9 @@ def test_masked_patch_content_is_invisible():
     out_changed = model.apply({"params": params}, changed, mask)
     np.testing.assert_allclose(out, out_changed, atol=1e-6)
     # Without the mask the same change is seen.
-    assert not np.allclose(model.apply({"params": params}, images),
-                           model.apply({"params": params}, changed), atol=1e-3)
+    assert not np.allclose(
+        model.apply({"params": params}, images), model.apply({"params": params}, changed), atol=1e-3
+    )
 
 
 def test_attention_matches_reference():
@@ -106,8 +106,9 @@ def test_drop_path_only_in_training():
     model, params, images = _model_and_params(drop_path=0.5)
     eval_out = model.apply({"params": params}, images)
     np.testing.assert_array_equal(eval_out, model.apply({"params": params}, images))
-    train = lambda k: model.apply({"params": params}, images, train=True,
-                                  rngs={"drop_path": jax.random.key(k)})
+    train = lambda k: model.apply(
+        {"params": params}, images, train=True, rngs={"drop_path": jax.random.key(k)}
+    )
     assert not np.allclose(train(0), eval_out)
     np.testing.assert_array_equal(train(0), train(0))
 
@@ -119,13 +120,15 @@ def test_keep_encodes_the_subset_as_attention_masking_the_rest():
     keep = jnp.array([[0, 3, 5, 9, 15], [1, 2, 4, 8, 12]])
     subset = model.apply({"params": params}, images, keep=keep)
     assert subset.shape == (2, 1 + 5, 16)
-    visible = jnp.zeros((2, 17), bool).at[:, 0].set(True).at[
-        jnp.arange(2)[:, None], keep + 1].set(True)
+    visible = (
+        jnp.zeros((2, 17), bool).at[:, 0].set(True).at[jnp.arange(2)[:, None], keep + 1].set(True)
+    )
     attention_mask = jnp.broadcast_to(visible[:, None, :], (2, 17, 17))
     full = model.apply({"params": params}, images, attention_mask=attention_mask)
     np.testing.assert_allclose(subset[:, 0], full[:, 0], atol=1e-5)
-    np.testing.assert_allclose(subset[:, 1:], jnp.take_along_axis(
-        full[:, 1:], keep[..., None], axis=1), atol=1e-5)
+    np.testing.assert_allclose(
+        subset[:, 1:], jnp.take_along_axis(full[:, 1:], keep[..., None], axis=1), atol=1e-5
+    )
 
 
 def test_attention_mask_blocks_what_it_hides():
@@ -149,46 +152,59 @@ def test_cls_attention_is_eq4_of_the_last_block():
     # Reference: the last block's input from a model one block shorter.
     short = vit.VisionTransformer(width=16, depth=1, num_heads=2, patch_size=4)
     names = {"patch_embed", "cls_token", "mask_token", "blocks_0"}
-    x = short.apply({"params": {**{k: params[k] for k in names}, "norm": params["norm"]}},
-                    images, capture_intermediates=True, mutable="intermediates")[1]
+    x = short.apply(
+        {"params": {**{k: params[k] for k in names}, "norm": params["norm"]}},
+        images,
+        capture_intermediates=True,
+        mutable="intermediates",
+    )[1]
     x = np.asarray(x["intermediates"]["blocks_0"]["__call__"][0], np.float64)
     block = params["blocks_1"]
     mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
     xn = (x - mean) / np.sqrt(var + 1e-6) * block["norm1"]["scale"] + block["norm1"]["bias"]
-    qkv = np.einsum("btd,dshe->btshe", xn, block["attn"]["qkv"]["kernel"]) + \
-        block["attn"]["qkv"]["bias"]
+    qkv = (
+        np.einsum("btd,dshe->btshe", xn, block["attn"]["qkv"]["kernel"])
+        + block["attn"]["qkv"]["bias"]
+    )
     logits = np.einsum("bhe,bthe->bht", qkv[:, 0, 0], qkv[:, 1:, 1]) / math.sqrt(8)
     logits = logits.mean(1)
     want = np.exp(logits - logits.max(-1, keepdims=True))
     np.testing.assert_allclose(got, want / want.sum(-1, keepdims=True), atol=1e-5)
+
+
 @pytest.mark.parametrize("policy", sorted(vit.REMAT_POLICIES))
 def test_remat_keeps_names_values_and_gradients(policy):
     model, params, images = _model_and_params(drop_path=0.5)
     remat = model.clone(remat=policy)
     assert jax.tree.structure(remat.init(jax.random.key(1), images)["params"]) == (
-        jax.tree.structure(params))
+        jax.tree.structure(params)
+    )
 
     def loss(m, p):
         out = m.apply({"params": p}, images, train=True, rngs={"drop_path": jax.random.key(2)})
-        return jnp.sum(out ** 2)
+        return jnp.sum(out**2)
 
-    plain, rematted = (jax.jit(jax.value_and_grad(lambda p, m=m: loss(m, p)))(params)
-                       for m in (model, remat))
+    plain, rematted = (
+        jax.jit(jax.value_and_grad(lambda p, m=m: loss(m, p)))(params) for m in (model, remat)
+    )
     np.testing.assert_allclose(plain[0], rematted[0], rtol=1e-6)
     for a, b in zip(jax.tree.leaves(plain[1]), jax.tree.leaves(rematted[1])):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("requested, dtype, head_dim, platform, expected", [
-    ("auto", "bfloat16", 64, "gpu", "cudnn"),
-    ("auto", "float16", 128, "gpu", "cudnn"),
-    ("auto", "float32", 64, "gpu", "xla"),    # cuDNN's fused attention is 16-bit only
-    ("auto", "bfloat16", 256, "gpu", "xla"),  # head dim over 128
-    ("auto", "bfloat16", 12, "gpu", "xla"),   # not a multiple of 8
-    ("auto", "bfloat16", 64, "tpu", "xla"),
-    ("auto", "bfloat16", 64, "cpu", "xla"),
-    ("cudnn", "float32", 64, "cpu", "cudnn"),  # an explicit choice is kept
-    (None, "bfloat16", 64, "gpu", None),
-])
+@pytest.mark.parametrize(
+    "requested, dtype, head_dim, platform, expected",
+    [
+        ("auto", "bfloat16", 64, "gpu", "cudnn"),
+        ("auto", "float16", 128, "gpu", "cudnn"),
+        ("auto", "float32", 64, "gpu", "xla"),  # cuDNN's fused attention is 16-bit only
+        ("auto", "bfloat16", 256, "gpu", "xla"),  # head dim over 128
+        ("auto", "bfloat16", 12, "gpu", "xla"),  # not a multiple of 8
+        ("auto", "bfloat16", 64, "tpu", "xla"),
+        ("auto", "bfloat16", 64, "cpu", "xla"),
+        ("cudnn", "float32", 64, "cpu", "cudnn"),  # an explicit choice is kept
+        (None, "bfloat16", 64, "gpu", None),
+    ],
+)
 def test_attention_implementation(requested, dtype, head_dim, platform, expected):
     assert vit.attention_implementation(requested, dtype, head_dim, platform) == expected

@@ -2,6 +2,7 @@
 
 Also a config file: `--config=tests/tiny_config.py`.
 """
+
 from symmim_jax.configs import demo
 
 
@@ -34,10 +35,12 @@ def _shrink(config):
 def finetune():
     """configs/demo_finetune.py with the toy model (8 fake devices: batch 8)."""
     from symmim_jax.configs import demo_finetune
+
     return _shrink(demo_finetune.get_config())
 
 
 def linear_probe():
     """configs/demo_linear_probe.py with the toy model."""
     from symmim_jax.configs import demo_linear_probe
+
     return _shrink(demo_linear_probe.get_config())

@@ -6,6 +6,7 @@ is MAE's (the paper gives none).
 python -m symmim_jax.pretrain --config=symmim_jax/configs/ccmim.py:B/16 \
     --config.dataset.manual_dir=/data/imagenet --workdir=/ckpt/ccmim_b16
 """
+
 from symmim_jax.configs import mae_recipe
 
 

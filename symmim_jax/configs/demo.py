@@ -12,6 +12,7 @@ demo's, so the methods differ only in the method).
 patches) for the online view and 8 px (2 x 2 patches) for the target view: the
 paper's 16/32 px cells at 224 px, scaled to the small grid.
 """
+
 from symmim_jax.configs import base_pretrain
 
 
@@ -22,7 +23,7 @@ def data_and_model(config):
     config.dataset.shuffle_buffer = 10_000
     config.input.image_size = 32
     config.input.crop_scale = (0.67, 1.0)
-    config.input.eval_crop_pct = 1.0   # 28 px -> 32 px, nothing cropped
+    config.input.eval_crop_pct = 1.0  # 28 px -> 32 px, nothing cropped
     config.model.variant = "XS/4"
     config.model.drop_path = 0.0
     config.model.dtype = "float32"
@@ -45,13 +46,13 @@ def get_config():
     config.ccmim.projector_out_dim = 128
     config.batch_size = 64
     config.epochs = 1
-    config.warmup_epochs = 0.1         # 10% of the run
+    config.warmup_epochs = 0.1  # 10% of the run
     config.optim.base_lr = 1.5e-3
     config.optim.base_batch_size = 128
     config.log_every = 25
     config.checkpoint_every = 200
     config.visualize_every = 200
-    config.knn.every = 0               # --config.knn.every=50 to monitor (not timed)
+    config.knn.every = 0  # --config.knn.every=50 to monitor (not timed)
     config.knn.train_examples = 2000
     config.knn.test_split = "test"
     config.knn.test_examples = 1000

@@ -10,6 +10,7 @@ python -m symmim_jax.finetune --config=symmim_jax/configs/demo_finetune.py \
 
 Without --config.init_from the same run starts from random initialization.
 """
+
 from symmim_jax.configs import base_finetune, demo
 
 

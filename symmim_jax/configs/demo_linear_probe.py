@@ -10,6 +10,7 @@ SymMIM's losses are all per patch, nothing trains the [CLS] output.
 python -m symmim_jax.linear_probe --config=symmim_jax/configs/demo_linear_probe.py \
     --config.init_from=workdirs/demo --workdir=workdirs/demo_linear_probe
 """
+
 from symmim_jax.configs import base_probe, demo
 
 
@@ -17,7 +18,7 @@ def get_config():
     config = demo.data_and_model(base_probe.get_config())
     config.probe.augment = False
     config.probe.pool = "mean"
-    config.optim.base_lr = 6.4         # at base_batch_size 256: MAE's peak lr
+    config.optim.base_lr = 6.4  # at base_batch_size 256: MAE's peak lr
     config.probe.train_examples = 10_000
     config.probe.eval_split = "test"
     config.batch_size = 256

@@ -9,6 +9,7 @@ python -m symmim_jax.finetune --config=symmim_jax/configs/finetune.py:B/16 \
     --config.init_from=/ckpt/symmim_b16 --config.dataset.manual_dir=/data/imagenet \
     --workdir=/ckpt/symmim_b16_ft
 """
+
 from symmim_jax.configs import base_finetune, common
 
 SIZES = {"S/16": (200, 5.0, 0.8), "B/16": (100, 20.0, 0.65), "L/16": (50, 5.0, 0.75)}

@@ -4,6 +4,7 @@ python -m symmim_jax.linear_probe --config=symmim_jax/configs/linear_probe.py:B/
     --config.init_from=/ckpt/symmim_b16 --config.dataset.manual_dir=/data/imagenet \
     --workdir=/ckpt/symmim_b16_lin
 """
+
 from symmim_jax.configs import base_probe, common
 
 

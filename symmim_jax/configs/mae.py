@@ -5,6 +5,7 @@ fine-tuned). Batch 4096 (lr = 1.5e-4 * 4096 / 256 = 2.4e-3), mask ratio 0.75,
 python -m symmim_jax.pretrain --config=symmim_jax/configs/mae.py:B/16 \
     --config.dataset.manual_dir=/data/imagenet --workdir=/ckpt/mae_b16
 """
+
 from symmim_jax.configs import mae_recipe
 
 

@@ -1,6 +1,7 @@
 """MAE's pretraining recipe (He et al. 2022, Table 8), which ccMIM and MixMIM
 also follow: AdamW betas (0.9, 0.95), lr 1.5e-4 per 256 images, weight decay
 0.05, 40 warm-up epochs, crop scale (0.2, 1), no drop path, no clipping."""
+
 from symmim_jax.configs import base_pretrain, common
 
 SIZES = ("S/16", "B/16", "L/16")

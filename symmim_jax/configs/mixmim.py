@@ -6,6 +6,7 @@ betas (0.9, 0.95), 40 warm-up epochs, batch 1024; mixing cells 32 px, ratio 0.5,
 python -m symmim_jax.pretrain --config=symmim_jax/configs/mixmim.py:B/16 \
     --config.dataset.manual_dir=/data/imagenet --workdir=/ckpt/mixmim_b16
 """
+
 from symmim_jax.configs import mae_recipe
 
 

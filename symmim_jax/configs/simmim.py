@@ -6,6 +6,7 @@ drop path 0.1, crop scale (0.67, 1), gradient clipping 5.
 python -m symmim_jax.pretrain --config=symmim_jax/configs/simmim.py:B/16 \
     --config.dataset.manual_dir=/data/imagenet --workdir=/ckpt/simmim_b16
 """
+
 from symmim_jax.configs import base_pretrain, common
 
 

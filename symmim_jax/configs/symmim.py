@@ -8,6 +8,7 @@
 python -m symmim_jax.pretrain --config=symmim_jax/configs/symmim.py:B/16 \
     --config.dataset.manual_dir=/data/imagenet --workdir=/ckpt/symmim_b16
 """
+
 from symmim_jax.configs import base_pretrain, common
 
 SIZES = {"S/16": (300, 10.0), "B/16": (800, 20.0), "L/16": (1600, 20.0)}

@@ -4,6 +4,7 @@ The upstream `fashion_mnist` builder downloads from the internet; this one
 reads the IDX files that the Debian package installs, so preparing it needs no
 network.
 """
+
 import gzip
 import os
 
@@ -18,8 +19,16 @@ _FILES = {
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 _LABEL_NAMES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 ]
 # IDX magic numbers: two zero bytes, dtype code 0x08 (ubyte), number of dims.
 _IMAGES_MAGIC = 0x00000803
@@ -35,7 +44,7 @@ def read_idx(path, magic: int) -> np.ndarray:
     if found != magic:
         raise ValueError(f"{path}: IDX magic {found:#010x}, expected {magic:#010x}.")
     ndim = magic & 0xFF
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -54,10 +63,12 @@ class FashionMnistDebian(tfds.core.GeneratorBasedBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
             description="Fashion-MNIST 28x28 grayscale images of 10 clothing classes.",
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(_IMAGE_SIZE, _IMAGE_SIZE, 1)),
-                "label": tfds.features.ClassLabel(names=_LABEL_NAMES),
-            }),
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(_IMAGE_SIZE, _IMAGE_SIZE, 1)),
+                    "label": tfds.features.ClassLabel(names=_LABEL_NAMES),
+                }
+            ),
             supervised_keys=("image", "label"),
             homepage="https://github.com/zalandoresearch/fashion-mnist",
         )
@@ -67,7 +78,8 @@ class FashionMnistDebian(tfds.core.GeneratorBasedBuilder):
         source = epath.Path(self.source_dir)
         missing = [
             os.fspath(source / name)
-            for names in _FILES.values() for name in names
+            for names in _FILES.values()
+            for name in names
             if not (source / name).exists()
         ]
         if missing:

@@ -9,6 +9,7 @@ makes it check the folder again. The index is
 DATA_DIR/image_folder_index/<root>-<split>-<hash of ROOT/SPLIT>.json when
 config.dataset.data_dir is set, else ROOT/.symmim_index/<split>.json.
 """
+
 import concurrent.futures
 import dataclasses
 import hashlib
@@ -35,58 +36,81 @@ _LOGGED_SKIPS = 5
 @dataclasses.dataclass(frozen=True)
 class ImageFolder:
     """The decodable images of one split folder and the files skipped."""
-    directory: str                        # absolute ROOT/SPLIT
-    files: tuple[str, ...]                # relative to `directory`, sorted
+
+    directory: str  # absolute ROOT/SPLIT
+    files: tuple[str, ...]  # relative to `directory`, sorted
     skipped: tuple[tuple[str, str], ...]  # (relative path, reason), sorted
-    index_path: str | None                # the cached index; None if unwritable
+    index_path: str | None  # the cached index; None if unwritable
 
     def paths(self) -> list[str]:
         return [os.path.join(self.directory, name) for name in self.files]
 
 
-def load(dataset_config) -> ImageFolder:
-    """The split `config.dataset.split` of the folder `config.dataset.manual_dir`."""
-    root, split = dataset_config.manual_dir, dataset_config.split
+def _split_directory(root: str | None, split: str) -> str:
+    """ROOT/SPLIT as an absolute path; ValueError naming the field to fix."""
     if not root or not os.path.isdir(root):
         raise ValueError(
             f"config.dataset.manual_dir={root!r} is not an existing directory. With "
             f"config.dataset.name={NAME!r} set it to the dataset's root folder, which "
-            "holds one folder per split: ROOT/SPLIT/LABEL/*.jpg.")
+            "holds one folder per split: ROOT/SPLIT/LABEL/*.jpg."
+        )
     directory = os.path.abspath(os.path.join(root, split))
     if not os.path.isdir(directory):
-        available = sorted(name for name in os.listdir(root) if not name.startswith(".")
-                           and os.path.isdir(os.path.join(root, name)))
+        available = sorted(
+            name
+            for name in os.listdir(root)
+            if not name.startswith(".") and os.path.isdir(os.path.join(root, name))
+        )
         raise ValueError(
             f"config.dataset.split={split!r} is not a folder in "
-            f"config.dataset.manual_dir={root!r}; available: {available}.")
+            f"config.dataset.manual_dir={root!r}; available: {available}."
+        )
+    return directory
 
+
+def load(dataset_config) -> ImageFolder:
+    """The split `config.dataset.split` of the folder `config.dataset.manual_dir`."""
+    root, split = dataset_config.manual_dir, dataset_config.split
+    directory = _split_directory(root, split)
     listing = _list_images(directory)
     key = _index_key(listing)
     index_path = _index_path(dataset_config.data_dir, root, split)
     index = _read_index(index_path, key)
     if index is None:
-        logging.info("Checking the %d image files in %s once; the index goes to %s.",
-                     len(listing), directory, index_path)
+        logging.info(
+            "Checking the %d image files in %s once; the index goes to %s.",
+            len(listing),
+            directory,
+            index_path,
+        )
         index = dict(key=key, **_scan(directory, [name for name, _, _ in listing]))
         if not _write_index(index_path, index):
             index_path = None
-    folder = ImageFolder(directory, tuple(index["files"]),
-                         tuple(tuple(skip) for skip in index["skipped"]), index_path)
+    folder = ImageFolder(
+        directory,
+        tuple(index["files"]),
+        tuple(tuple(skip) for skip in index["skipped"]),
+        index_path,
+    )
 
     if folder.skipped:
-        shown = ", ".join(f"{name} ({reason})"
-                          for name, reason in folder.skipped[:_LOGGED_SKIPS])
+        shown = ", ".join(f"{name} ({reason})" for name, reason in folder.skipped[:_LOGGED_SKIPS])
         more = len(folder.skipped) - _LOGGED_SKIPS
-        logging.warning("Skipped %d bad image files in %s: %s%s.%s",
-                        len(folder.skipped), directory, shown,
-                        f", and {more} more" if more > 0 else "",
-                        f" All are listed in {index_path}." if index_path else "")
+        logging.warning(
+            "Skipped %d bad image files in %s: %s%s.%s",
+            len(folder.skipped),
+            directory,
+            shown,
+            f", and {more} more" if more > 0 else "",
+            f" All are listed in {index_path}." if index_path else "",
+        )
     if not folder.files:
         raise ValueError(
             f"config.dataset.split={split!r}: {directory} holds no decodable image "
             f"({len(folder.skipped)} skipped; looked for {', '.join(EXTENSIONS)} files "
             "at any depth). Point config.dataset.manual_dir and .split at a folder "
-            "of images.")
+            "of images."
+        )
     return folder
 
 
@@ -146,9 +170,13 @@ def _write_index(path: str, index: dict) -> bool:
             json.dump(index, f)
         os.replace(tmp, path)
     except OSError as err:
-        logging.warning("Cannot write the image index %s (%s): the folder is checked "
-                        "again on every start. Set config.dataset.data_dir to a "
-                        "writable folder to keep it.", path, err)
+        logging.warning(
+            "Cannot write the image index %s (%s): the folder is checked "
+            "again on every start. Set config.dataset.data_dir to a "
+            "writable folder to keep it.",
+            path,
+            err,
+        )
         return False
     return True
 
@@ -159,8 +187,10 @@ def _scan(directory: str, names: list[str]) -> dict:
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
         reasons = pool.map(lambda name: check(os.path.join(directory, name)), names)
         results = list(zip(names, reasons))
-    return dict(files=[name for name, reason in results if reason is None],
-                skipped=[[name, reason] for name, reason in results if reason is not None])
+    return dict(
+        files=[name for name, reason in results if reason is None],
+        skipped=[[name, reason] for name, reason in results if reason is not None],
+    )
 
 
 def check(path: str) -> str | None:

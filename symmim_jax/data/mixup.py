@@ -3,6 +3,7 @@ mode 'batch': one lambda per batch, each image mixed with the reversed batch).
 
 Drawn from the step's key, so a resumed run mixes exactly as the original.
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -22,14 +23,26 @@ def cutmix_box(key, lam, height: int, width: int):
     cy = jax.random.randint(key_y, (), 0, height)
     cx = jax.random.randint(key_x, (), 0, width)
     rows, cols = jnp.arange(height)[:, None], jnp.arange(width)[None, :]
-    return ((rows >= jnp.clip(cy - cut_h // 2, 0, height))
-            & (rows < jnp.clip(cy + cut_h // 2, 0, height))
-            & (cols >= jnp.clip(cx - cut_w // 2, 0, width))
-            & (cols < jnp.clip(cx + cut_w // 2, 0, width)))
+    return (
+        (rows >= jnp.clip(cy - cut_h // 2, 0, height))
+        & (rows < jnp.clip(cy + cut_h // 2, 0, height))
+        & (cols >= jnp.clip(cx - cut_w // 2, 0, width))
+        & (cols < jnp.clip(cx + cut_w // 2, 0, width))
+    )
 
 
-def mix(key, images, labels, num_classes: int, *, mixup_alpha: float,
-        cutmix_alpha: float, prob: float, switch_prob: float, smoothing: float):
+def mix(
+    key,
+    images,
+    labels,
+    num_classes: int,
+    *,
+    mixup_alpha: float,
+    cutmix_alpha: float,
+    prob: float,
+    switch_prob: float,
+    smoothing: float,
+):
     """images [B, H, W, C], labels int [B] -> (mixed images, targets [B, C]).
 
     With probability `prob` the batch is mixed: by CutMix with probability
@@ -46,8 +59,12 @@ def mix(key, images, labels, num_classes: int, *, mixup_alpha: float,
         lam = jax.random.beta(key_mixup, mixup_alpha, mixup_alpha)
         candidates.append((lam, lam * images + (1.0 - lam) * other))
     if cutmix_alpha > 0:
-        box = cutmix_box(key_box, jax.random.beta(key_cutmix, cutmix_alpha, cutmix_alpha),
-                         images.shape[1], images.shape[2])
+        box = cutmix_box(
+            key_box,
+            jax.random.beta(key_cutmix, cutmix_alpha, cutmix_alpha),
+            images.shape[1],
+            images.shape[2],
+        )
         lam = 1.0 - box.mean()
         candidates.append((lam, jnp.where(box[None, :, :, None], other, images)))
     lam, mixed = candidates[0]

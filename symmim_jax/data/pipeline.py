@@ -8,138 +8,48 @@ is a pure function of (seed, epoch, process layout), so a run resumed at step k
 sees exactly the batches an uninterrupted run sees from k on. Nothing is
 downloaded at run time.
 """
+
 from collections.abc import Iterator
 import itertools
 
-from etils import epath
 import jax
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from symmim_jax.data import image_folder
-
-# Registers the `fashion_mnist_debian` builder with tfds.
-from symmim_jax.data.fashion_mnist_debian import FashionMnistDebian
+from symmim_jax.data import image_folder, sources
 
 # TF only feeds the host; the accelerators belong to JAX.
 tf.config.set_visible_devices([], "GPU")
 
-# `tfds.testing.mock_data` swaps in a no-op `download_and_prepare` defined here.
-_TFDS_MOCK_MODULE = "tensorflow_datasets.testing.mocking"
-
-
-def _tfds_is_mocked() -> bool:
-    """Whether tfds.testing.mock_data is active (its examples need no files)."""
-    return tfds.core.DatasetBuilder.download_and_prepare.__module__ == _TFDS_MOCK_MODULE
-
-
-def get_builder(dataset_config) -> tfds.core.DatasetBuilder | image_folder.ImageFolder:
-    """Returns the prepared builder for `config.dataset`, never downloading; for
-    'image_folder', the split's checked files."""
-    if dataset_config.name == image_folder.NAME:
-        return image_folder.load(dataset_config)
-    name, data_dir, manual_dir = (
-        dataset_config.name, dataset_config.data_dir, dataset_config.manual_dir)
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.DatasetNotFoundError:
-        raise ValueError(
-            f"config.dataset.name={name!r} is not a known TFDS dataset. Use e.g. "
-            "'fashion_mnist_debian', 'imagenet2012' or "
-            f"{image_folder.NAME!r} (a folder of images).") from None
-
-    if not _tfds_is_mocked() and not builder.is_prepared():
-        if isinstance(builder, FashionMnistDebian):
-            if manual_dir:
-                builder.source_dir = epath.Path(manual_dir)
-        elif builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
-            if not manual_dir or not epath.Path(manual_dir).is_dir():
-                raise ValueError(
-                    f"Dataset {name!r} is not prepared in {builder.data_dir_root} "
-                    "and must be built from manually downloaded files, but "
-                    f"config.dataset.manual_dir={manual_dir!r} is not an existing "
-                    "directory. Set config.dataset.manual_dir to a directory "
-                    "holding them (for imagenet2012: ILSVRC2012_img_train.tar and "
-                    "ILSVRC2012_img_val.tar). TFDS says:\n"
-                    + builder.MANUAL_DOWNLOAD_INSTRUCTIONS)
-        else:
-            raise ValueError(
-                f"Dataset {name!r} (config.dataset.name) is not prepared in "
-                f"{builder.data_dir_root} (config.dataset.data_dir) and nothing "
-                "is downloaded at run time. Prepare it beforehand on a machine "
-                f"with network (`tfds build {name} --data_dir=DIR`) and set "
-                "config.dataset.data_dir to DIR.")
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-            manual_dir=manual_dir, try_download_gcs=False))
-
-    splits = builder.info.splits
-    # Mocked datasets without metadata files have no split list; any is fine.
-    if splits:
-        try:
-            splits[dataset_config.split]
-        except (KeyError, ValueError):
-            raise ValueError(
-                f"config.dataset.split={dataset_config.split!r} is not a split of "
-                f"{name!r}; available: {sorted(splits)}.") from None
-    return builder
-
-
-def _cardinality(builder, split) -> int:
-    # Counted on the dataset rather than read from `info.splits` because under
-    # tfds.testing.mock_data only the dataset knows the mocked size.
-    ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
-    return int(ds.cardinality())
-
-
-def _process_split(split: str, process_index: int, process_count: int) -> str:
-    # Equal slices for all processes, so they run the same number of steps.
-    return tfds.even_splits(split, n=process_count, drop_remainder=True)[process_index]
-
-
-def _local_num_examples(builder, split, process_count) -> int:
-    """Examples each process reads per epoch."""
-    if isinstance(builder, image_folder.ImageFolder):
-        return len(builder.files) // process_count
-    return _cardinality(builder, _process_split(split, 0, process_count))
-
 
 def check_config(config, patch_size: int):
     """config.input and config.dataset's own fields; raises ValueError naming
-    the field and the fix (whether the dataset exists is `num_examples`'s)."""
+    the field and the fix (whether the dataset exists is `sources.num_examples`'s)."""
     inp = config.input
     size = inp.image_size
     if not (size > 0 and size % patch_size == 0):
         raise ValueError(
             f"config.input.image_size={size} must be a positive multiple of the patch "
             f"size {patch_size} (config.model.variant); e.g. "
-            f"{max(patch_size, size // patch_size * patch_size)}.")
+            f"{max(patch_size, size // patch_size * patch_size)}."
+        )
     low, high = inp.crop_scale
     if not 0 < low <= high <= 1:
-        raise ValueError(f"config.input.crop_scale={inp.crop_scale} must satisfy "
-                         "0 < low <= high <= 1.")
+        raise ValueError(
+            f"config.input.crop_scale={inp.crop_scale} must satisfy 0 < low <= high <= 1."
+        )
     low, high = inp.crop_ratio
     if not 0 < low <= high:
-        raise ValueError(f"config.input.crop_ratio={inp.crop_ratio} must satisfy "
-                         "0 < low <= high.")
+        raise ValueError(f"config.input.crop_ratio={inp.crop_ratio} must satisfy 0 < low <= high.")
     if not (len(inp.mean) == 3 and len(inp.std) == 3 and min(inp.std) > 0):
         raise ValueError("config.input.mean and config.input.std need 3 values, std > 0.")
     if not 0 < inp.eval_crop_pct <= 1:
         raise ValueError(f"config.input.eval_crop_pct={inp.eval_crop_pct} must be in (0, 1].")
     if config.dataset.shuffle_buffer < 1:
-        raise ValueError(f"config.dataset.shuffle_buffer={config.dataset.shuffle_buffer} "
-                         "must be >= 1.")
-
-
-SYNTHETIC = "synthetic"  # config.dataset.name
-SYNTHETIC_EXAMPLES = 1_281_167  # an ImageNet-1k epoch, so epoch schedules read the same
-
-
-def num_examples(dataset_config) -> int:
-    """Number of examples in the configured split (all processes together)."""
-    if dataset_config.name == SYNTHETIC:
-        return SYNTHETIC_EXAMPLES
-    return _local_num_examples(get_builder(dataset_config), dataset_config.split, 1)
+        raise ValueError(
+            f"config.dataset.shuffle_buffer={config.dataset.shuffle_buffer} must be >= 1."
+        )
 
 
 def _decode_and_crop(image_bytes, crop_seed, input_config):
@@ -149,6 +59,7 @@ def _decode_and_crop(image_bytes, crop_seed, input_config):
     ImageNet crop scales); pixels along the window's edge can differ slightly
     from decode-then-crop where chroma is subsampled. Other formats decode whole.
     """
+
     def window(shape):  # [height, width, channels] -> (begin, size)
         begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
             shape,
@@ -157,14 +68,16 @@ def _decode_and_crop(image_bytes, crop_seed, input_config):
             min_object_covered=0,
             aspect_ratio_range=tuple(input_config.crop_ratio),
             area_range=tuple(input_config.crop_scale),
-            use_image_if_no_bounding_boxes=True)
+            use_image_if_no_bounding_boxes=True,
+        )
         return begin, size
 
     def jpeg():
         height_width = tf.image.extract_jpeg_shape(image_bytes)[:2]
         begin, size = window(tf.concat([height_width, [3]], axis=0))
         return tf.image.decode_and_crop_jpeg(
-            image_bytes, tf.stack([begin[0], begin[1], size[0], size[1]]), channels=3)
+            image_bytes, tf.stack([begin[0], begin[1], size[0], size[1]]), channels=3
+        )
 
     def other():
         # channels=3 makes grayscale (e.g. Fashion-MNIST), RGBA and CMYK RGB;
@@ -188,24 +101,27 @@ def crop_and_flip(image_bytes, seed, input_config):
     return image
 
 
-def _tfds_examples(builder, split, config, *, file_seed, shuffle_seed, options,
-                   skip, keys) -> tf.data.Dataset:
+def _tfds_examples(
+    builder, split, config, *, file_seed, shuffle_seed, options, skip, keys
+) -> tf.data.Dataset:
     """(index in epoch, {key: value}) of a shuffled tfds split, from `skip` on;
     the image stays encoded."""
     ds = builder.as_dataset(
         split=split,
         shuffle_files=True,
         decoders={"image": tfds.decode.SkipDecoding()},
-        read_config=tfds.ReadConfig(
-            shuffle_seed=file_seed, options=options, try_autocache=False))
+        read_config=tfds.ReadConfig(shuffle_seed=file_seed, options=options, try_autocache=False),
+    )
     ds = ds.map(lambda example: {name: example[name] for name in keys})
-    ds = ds.shuffle(config.dataset.shuffle_buffer, seed=shuffle_seed,
-                    reshuffle_each_iteration=False)
+    ds = ds.shuffle(
+        config.dataset.shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=False
+    )
     return ds.enumerate().skip(skip)
 
 
-def _folder_examples(folder, config, *, epoch, process_index, process_count,
-                     skip) -> tf.data.Dataset:
+def _folder_examples(
+    folder, config, *, epoch, process_index, process_count, skip
+) -> tf.data.Dataset:
     """(index in epoch, {"image": encoded image}) of this process's share of the
     folder's files for `epoch`, from `skip` on."""
     # One permutation of the whole folder, the same on every process (not seeded
@@ -215,38 +131,60 @@ def _folder_examples(folder, config, *, epoch, process_index, process_count,
     order = np.random.default_rng(permutation_seed).permutation(len(folder.files))
     share = len(order) // process_count
     paths = folder.paths()
-    mine = [paths[i] for i in order[process_index * share:(process_index + 1) * share]]
+    mine = [paths[i] for i in order[process_index * share : (process_index + 1) * share]]
     # Skipped before reading, so a resume does not read the files it skips.
     ds = tf.data.Dataset.from_tensor_slices(tf.constant(mine, tf.string))
     ds = ds.enumerate().skip(skip)
-    return ds.map(lambda index, path: (index, {"image": tf.io.read_file(path)}),
-                  num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.map(
+        lambda index, path: (index, {"image": tf.io.read_file(path)}),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
 
 
-def _epoch_dataset(builder, config, *, epoch, process_index, process_count,
-                   local_batch, skip, augment, keys) -> tf.data.Dataset:
+def _epoch_dataset(
+    builder, config, *, epoch, process_index, process_count, local_batch, skip, augment, keys
+) -> tf.data.Dataset:
     """One epoch of this process's batches, its first `skip` examples dropped."""
     file_seed, shuffle_seed, augment_seed = (
-        int(s) for s in np.random.SeedSequence(
-            [config.seed, process_index, epoch]).generate_state(3))
+        int(s)
+        for s in np.random.SeedSequence([config.seed, process_index, epoch]).generate_state(3)
+    )
     options = tf.data.Options()
     # tfds relaxes determinism when shuffling files; resuming needs it exact.
     options.deterministic = True
     if isinstance(builder, image_folder.ImageFolder):
-        ds = _folder_examples(builder, config, epoch=epoch, process_index=process_index,
-                              process_count=process_count, skip=skip)
+        ds = _folder_examples(
+            builder,
+            config,
+            epoch=epoch,
+            process_index=process_index,
+            process_count=process_count,
+            skip=skip,
+        )
     else:
         ds = _tfds_examples(
-            builder, _process_split(config.dataset.split, process_index, process_count),
-            config, file_seed=file_seed, shuffle_seed=shuffle_seed, options=options,
-            skip=skip, keys=keys)
+            builder,
+            sources.process_split(config.dataset.split, process_index, process_count),
+            config,
+            file_seed=file_seed,
+            shuffle_seed=shuffle_seed,
+            options=options,
+            skip=skip,
+            keys=keys,
+        )
     # Index within the epoch seeds the augmentation, so a parallel map (and a
     # resume that skips ahead) draws the same crops.
     ds = ds.map(
-        lambda index, example: {**example, "image": augment(
-            example["image"], tf.stack([tf.constant(augment_seed, tf.int64), index]),
-            config.input)},
-        num_parallel_calls=tf.data.AUTOTUNE)
+        lambda index, example: {
+            **example,
+            "image": augment(
+                example["image"],
+                tf.stack([tf.constant(augment_seed, tf.int64), index]),
+                config.input,
+            ),
+        },
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
     ds = ds.batch(local_batch, drop_remainder=True)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
@@ -257,10 +195,16 @@ def _synthetic_batches(config, start_step, process_index, local_batch):
     size = config.input.image_size
     for step in itertools.count(start_step):
         first = step * config.batch_size + process_index * local_batch
-        yield {"image": np.stack([
-            np.random.default_rng([config.seed, index]).integers(
-                0, 256, (size, size, 3), dtype=np.uint8)
-            for index in range(first, first + local_batch)])}
+        yield {
+            "image": np.stack(
+                [
+                    np.random.default_rng([config.seed, index]).integers(
+                        0, 256, (size, size, 3), dtype=np.uint8
+                    )
+                    for index in range(first, first + local_batch)
+                ]
+            )
+        }
 
 
 def make_train_iterator(
@@ -282,55 +226,42 @@ def make_train_iterator(
     if config.batch_size % process_count:
         raise ValueError(
             f"config.batch_size={config.batch_size} must be divisible by the "
-            f"process count {process_count}.")
+            f"process count {process_count}."
+        )
     local_batch = config.batch_size // process_count
-    if config.dataset.name == SYNTHETIC:
+    if config.dataset.name == sources.SYNTHETIC:
         return _synthetic_batches(config, start_step, process_index, local_batch)
-    builder = get_builder(config.dataset)
+    builder = sources.get_builder(config.dataset)
     keys = ("image", "label") if with_label else ("image",)
     if with_label:
-        _require_labels(builder, config.dataset)
+        sources.require_labels(builder, config.dataset)
     steps_per_epoch = (
-        _local_num_examples(builder, config.dataset.split, process_count) // local_batch)
+        sources.local_num_examples(builder, config.dataset.split, process_count) // local_batch
+    )
     if steps_per_epoch == 0:
         raise ValueError(
             f"config.batch_size={config.batch_size} is larger than the "
-            f"{config.dataset.split!r} split of {config.dataset.name!r}.")
+            f"{config.dataset.split!r} split of {config.dataset.name!r}."
+        )
 
     def batches():
         epoch, step_in_epoch = divmod(start_step, steps_per_epoch)
         while True:
             ds = _epoch_dataset(
-                builder, config, epoch=epoch, process_index=process_index,
-                process_count=process_count, local_batch=local_batch,
-                skip=step_in_epoch * local_batch, augment=augment, keys=keys)
+                builder,
+                config,
+                epoch=epoch,
+                process_index=process_index,
+                process_count=process_count,
+                local_batch=local_batch,
+                skip=step_in_epoch * local_batch,
+                augment=augment,
+                keys=keys,
+            )
             yield from ds.as_numpy_iterator()
             epoch, step_in_epoch = epoch + 1, 0
 
     return batches()
-
-
-def _require_labels(builder, dataset_config):
-    if isinstance(builder, image_folder.ImageFolder) or (
-            builder.info.features and "label" not in builder.info.features):
-        raise ValueError(
-            f"config.dataset.name={dataset_config.name!r} has no 'label' feature; "
-            "fine-tuning and probing need a labelled tfds dataset (e.g. "
-            "'fashion_mnist_debian', 'imagenet2012').")
-
-
-def with_split(dataset_config, split: str):
-    """A copy of `config.dataset` naming another split."""
-    copy = dataset_config.copy_and_resolve_references()
-    copy.split = split
-    return copy
-
-
-def num_classes(dataset_config) -> int:
-    """Number of classes of the dataset's 'label' feature."""
-    builder = get_builder(dataset_config)
-    _require_labels(builder, dataset_config)
-    return builder.info.features["label"].num_classes
 
 
 def resize_center(image_bytes, input_config):
@@ -344,13 +275,19 @@ def resize_center(image_bytes, input_config):
     image = tf.image.resize(image, resized, method="bilinear", antialias=True)
     top = (resized[0] - size) // 2
     left = (resized[1] - size) // 2
-    image = image[top:top + size, left:left + size]
+    image = image[top : top + size, left : left + size]
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
-def make_eval_iterator(config, split: str, *, batch_size: int | None = None,
-                       limit: int | None = None, process_index: int | None = None,
-                       process_count: int | None = None):
+def make_eval_iterator(
+    config,
+    split: str,
+    *,
+    batch_size: int | None = None,
+    limit: int | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+):
     """One ordered pass over `split` (its first `limit` examples): batches
     {"image": uint8 [b, S, S, 3], "label": [b], "valid": [b]} of this process.
 
@@ -361,23 +298,32 @@ def make_eval_iterator(config, split: str, *, batch_size: int | None = None,
     if process_count is None:
         process_count = jax.process_count()
     local_batch = (batch_size or config.batch_size) // process_count
-    builder = get_builder(config.dataset)
-    _require_labels(builder, config.dataset)
+    builder = sources.get_builder(config.dataset)
+    sources.require_labels(builder, config.dataset)
     if limit:
         split = f"{split}[:{limit}]"
     split = tfds.even_splits(split, n=process_count, drop_remainder=True)[process_index]
-    ds = builder.as_dataset(split=split, shuffle_files=False,
-                            decoders={"image": tfds.decode.SkipDecoding()})
+    ds = builder.as_dataset(
+        split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()}
+    )
     count = int(ds.cardinality())
     num_batches = -(-count // local_batch)
-    ds = ds.map(lambda ex: {"image": resize_center(ex["image"], config.input),
-                            "label": tf.cast(ex["label"], tf.int32),
-                            "valid": tf.constant(1, tf.int32)},
-                num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(
+        lambda ex: {
+            "image": resize_center(ex["image"], config.input),
+            "label": tf.cast(ex["label"], tf.int32),
+            "valid": tf.constant(1, tf.int32),
+        },
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
     size = config.input.image_size
     padding = tf.data.Dataset.from_tensors(
-        {"image": tf.zeros([size, size, 3], tf.uint8), "label": tf.constant(0, tf.int32),
-         "valid": tf.constant(0, tf.int32)}).repeat(num_batches * local_batch - count)
+        {
+            "image": tf.zeros([size, size, 3], tf.uint8),
+            "label": tf.constant(0, tf.int32),
+            "valid": tf.constant(0, tf.int32),
+        }
+    ).repeat(num_batches * local_batch - count)
     options = tf.data.Options()
     options.deterministic = True
     ds = ds.concatenate(padding).batch(local_batch).prefetch(tf.data.AUTOTUNE)

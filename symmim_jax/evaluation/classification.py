@@ -1,6 +1,7 @@
 """Classification evaluation, shared by fine-tuning and linear probing: top-1 and
 top-5 over an evaluation pass, the best parameters in WORKDIR/best/, and
 WORKDIR/results.json."""
+
 from collections.abc import Callable
 import json
 
@@ -14,22 +15,25 @@ from symmim_jax.train.paths import as_path
 
 def check_config(config):
     if config.eval_every < 0:
-        raise ValueError(f"config.eval_every={config.eval_every} must be >= 0 "
-                         "(0 = every epoch).")
+        raise ValueError(f"config.eval_every={config.eval_every} must be >= 0 (0 = every epoch).")
 
 
 def count_correct(logits, labels, valid) -> dict:
     """Counts (not rates) over one batch: top1, top5, n."""
     top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]  # [B, 5]
     hit = top5 == labels[:, None]
-    return {"top1": jnp.sum(hit[:, 0] * valid), "top5": jnp.sum(hit.any(1) * valid),
-            "n": jnp.sum(valid)}
+    return {
+        "top1": jnp.sum(hit[:, 0] * valid),
+        "top5": jnp.sum(hit.any(1) * valid),
+        "n": jnp.sum(valid),
+    }
 
 
 def make_accuracy(predict, mesh):
     """predict(params, batch) -> logits [B, C] ==> accuracy(params, batches) ->
     {'top1', 'top5'} over the valid examples of `batches` (host batches with
     "label" and "valid", as pipeline.make_eval_iterator yields). Compiled once."""
+
     @jax.jit
     def counts(params, batch):
         return count_correct(predict(params, batch), batch["label"], batch["valid"])
@@ -41,6 +45,7 @@ def make_accuracy(predict, mesh):
             totals = {k: totals[k] + int(found[k]) for k in totals}
         n = max(totals["n"], 1)
         return {"top1": totals["top1"] / n, "top5": totals["top5"] / n}
+
     return accuracy
 
 
@@ -60,8 +65,9 @@ class Evaluation:
         self.last = {}
         latest = self.manager.latest_step()
         if latest is not None:  # a resumed run: the best so far
-            self.best = self.manager.restore(latest, args=ocp.args.Composite(
-                **{checkpoint.RECORD: ocp.args.JsonRestore()}))[checkpoint.RECORD]
+            self.best = self.manager.restore(
+                latest, args=ocp.args.Composite(**{checkpoint.RECORD: ocp.args.JsonRestore()})
+            )[checkpoint.RECORD]
 
     def __call__(self, step: int, state) -> dict | None:
         if step % self.every and step != self.total_steps:
@@ -82,8 +88,13 @@ class Evaluation:
         the last evaluation, the best one, where the encoder came from."""
         if jax.process_index() or self.last.get("step") != self.total_steps:
             return  # stopped early (a signal): the run is not finished
-        results = {**{k: v for k, v in self.last.items() if k != "step"},
-                   "best_top1": self.best["top1"], "best_step": self.best["step"],
-                   "init_from": init_info["init_from"], "init_step": init_info["step"],
-                   "steps": self.total_steps, **extra}
+        results = {
+            **{k: v for k, v in self.last.items() if k != "step"},
+            "best_top1": self.best["top1"],
+            "best_step": self.best["step"],
+            "init_from": init_info["init_from"],
+            "init_step": init_info["step"],
+            "steps": self.total_steps,
+            **extra,
+        }
         (as_path(self.workdir) / "results.json").write_text(json.dumps(results, indent=2))

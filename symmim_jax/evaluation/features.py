@@ -4,6 +4,7 @@ Used by the linear probe and the k-NN monitor. Features of block k < depth are
 the raw residual stream (no norm); those of the last block pass the encoder's
 final norm, as the pretrained model sees them (MAE's linear probe).
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,18 +20,29 @@ def truncated(encoder: vit.VisionTransformer, block: int | None):
     if not 1 <= depth <= encoder.depth:
         raise ValueError(f"feature block {block} is not in 1..{encoder.depth}")
     last = depth == encoder.depth
-    module = encoder.clone(depth=depth, final_norm=encoder.final_norm and last,
-                           drop_path=0.0, parent=None)
+    module = encoder.clone(
+        depth=depth, final_norm=encoder.final_norm and last, drop_path=0.0, parent=None
+    )
 
     def trim(params):
-        return {name: value for name, value in params.items()
-                if not (name.startswith("blocks_") and int(name[7:]) >= depth)
-                and (name != "norm" or module.final_norm)}
+        return {
+            name: value
+            for name, value in params.items()
+            if not (name.startswith("blocks_") and int(name[7:]) >= depth)
+            and (name != "norm" or module.final_norm)
+        }
+
     return module, trim
 
 
-def make_extractor(encoder: vit.VisionTransformer, *, block: int | None = None,
-                   pool: str = "cls", mean=None, std=None):
+def make_extractor(
+    encoder: vit.VisionTransformer,
+    *,
+    block: int | None = None,
+    pool: str = "cls",
+    mean=None,
+    std=None,
+):
     """-> (extract(encoder params, uint8 or float images) -> [B, D] float32, jitted;
     trim(full encoder params) -> the params `extract` takes).
 
@@ -46,6 +58,7 @@ def make_extractor(encoder: vit.VisionTransformer, *, block: int | None = None,
         tokens = module.apply({"params": trim(params)}, images, train=False)
         pooled = tokens[:, 0] if pool == "cls" else tokens[:, 1:].mean(axis=1)
         return pooled.astype(jnp.float32)  # [B, D]
+
     return jax.jit(extract), trim
 
 

@@ -4,16 +4,25 @@ optional monitor that logs it during pretraining.
 The vote weights each of the k nearest training features by exp(cos / T)
 (T = 0.07, the weighted k-NN of Wu et al. 2018 and DINO).
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from symmim_jax.data import pipeline
+from symmim_jax.data import pipeline, sources
 from symmim_jax.evaluation import features
 
 
-def knn_predict(train_feats, train_labels, test_feats, num_classes: int, *,
-                k: int = 20, temperature: float = 0.07, chunk: int = 1024):
+def knn_predict(
+    train_feats,
+    train_labels,
+    test_feats,
+    num_classes: int,
+    *,
+    k: int = 20,
+    temperature: float = 0.07,
+    chunk: int = 1024,
+):
     """-> predicted labels [n_test] of the weighted cosine k-NN vote."""
     train = jnp.asarray(train_feats, jnp.float32)
     train = train / jnp.linalg.norm(train, axis=1, keepdims=True).clip(1e-12)
@@ -28,12 +37,14 @@ def knn_predict(train_feats, train_labels, test_feats, num_classes: int, *,
         return votes.argmax(axis=1)
 
     test_feats = np.asarray(test_feats, np.float32)
-    return np.concatenate([np.asarray(predict(test_feats[i:i + chunk]))
-                           for i in range(0, len(test_feats), chunk)])
+    return np.concatenate(
+        [np.asarray(predict(test_feats[i : i + chunk])) for i in range(0, len(test_feats), chunk)]
+    )
 
 
-def knn_accuracy(train_feats, train_labels, test_feats, test_labels, num_classes: int,
-                 **kwargs) -> float:
+def knn_accuracy(
+    train_feats, train_labels, test_feats, test_labels, num_classes: int, **kwargs
+) -> float:
     predicted = knn_predict(train_feats, train_labels, test_feats, num_classes, **kwargs)
     return float(np.mean(predicted == np.asarray(test_labels)))
 
@@ -45,9 +56,11 @@ def check_config(knn_config):
     if knn_config.every < 0:
         raise ValueError(f"config.knn.every={knn_config.every} must be >= 0 (0 = off).")
     if not (0 < knn_config.k <= knn_config.train_examples and knn_config.test_examples > 0):
-        raise ValueError(f"config.knn: k={knn_config.k} must be > 0 and <= train_examples="
-                         f"{knn_config.train_examples}; test_examples="
-                         f"{knn_config.test_examples} must be > 0.")
+        raise ValueError(
+            f"config.knn: k={knn_config.k} must be > 0 and <= train_examples="
+            f"{knn_config.train_examples}; test_examples="
+            f"{knn_config.test_examples} must be > 0."
+        )
     if knn_config.pool not in ("cls", "mean"):
         raise ValueError(f"config.knn.pool={knn_config.pool!r}: use 'cls' or 'mean'.")
 
@@ -61,17 +74,31 @@ def monitor(config, encoder, mesh):
     knn_config = config.get("knn")
     if not knn_config or not knn_config.every:
         return None
-    num_classes = pipeline.num_classes(config.dataset)
-    extract, _ = features.make_extractor(encoder, pool=knn_config.pool,
-                                         mean=config.input.mean, std=config.input.std)
+    num_classes = sources.num_classes(config.dataset)
+    extract, _ = features.make_extractor(
+        encoder, pool=knn_config.pool, mean=config.input.mean, std=config.input.std
+    )
 
     def evaluate(step, state):
         if step % knn_config.every:
             return None
         params = state.params["encoder"]
-        train = features.extract_all(extract, params, pipeline.make_eval_iterator(
-            config, config.dataset.split, limit=knn_config.train_examples), mesh)
-        test = features.extract_all(extract, params, pipeline.make_eval_iterator(
-            config, knn_config.test_split, limit=knn_config.test_examples), mesh)
+        train = features.extract_all(
+            extract,
+            params,
+            pipeline.make_eval_iterator(
+                config, config.dataset.split, limit=knn_config.train_examples
+            ),
+            mesh,
+        )
+        test = features.extract_all(
+            extract,
+            params,
+            pipeline.make_eval_iterator(
+                config, knn_config.test_split, limit=knn_config.test_examples
+            ),
+            mesh,
+        )
         return {"knn_top1": knn_accuracy(*train, *test, num_classes, k=knn_config.k)}
+
     return evaluate

@@ -5,6 +5,7 @@ visible pixel (pixel centres; the image border is not visible), averaged over
 the masked pixels; then averaged over sampled masks. Cells are in patches, as
 in `masking`; the table gives them in pixels.
 """
+
 import dataclasses
 import itertools
 
@@ -20,6 +21,7 @@ RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 @dataclasses.dataclass(frozen=True)
 class Row:
     """One masking setting: `ratio` as asked, `masked` the measured fraction."""
+
     strategy: str  # "checkerboard" or "random"
     cell_px: int
     ratio: float
@@ -49,8 +51,9 @@ def avg_dist(masks) -> float:
     return float(np.mean(per_mask))
 
 
-def table(image_size: int, patch: int, cells=(1, 2, 4), ratios=RATIOS,
-          num_masks: int = 64, seed: int = 0) -> list[Row]:
+def table(
+    image_size: int, patch: int, cells=(1, 2, 4), ratios=RATIOS, num_masks: int = 64, seed: int = 0
+) -> list[Row]:
     """AvgDist of the checkerboard (both phases) and of random masks.
 
     One checkerboard row per cell (its ratio is 0.5; `masked` differs when the
@@ -67,19 +70,28 @@ def table(image_size: int, patch: int, cells=(1, 2, 4), ratios=RATIOS,
         # The two phases are complements: both together are the board's average.
         settings.append(("checkerboard", cell, 0.5, np.concatenate([board, ~board])))
     for index, (cell, ratio) in enumerate(itertools.product(cells, ratios)):
-        masks = masking.random_mask(jax.random.fold_in(key, index), num_masks,
-                                    grid, cell, ratio)  # [num_masks, N]
+        masks = masking.random_mask(
+            jax.random.fold_in(key, index), num_masks, grid, cell, ratio
+        )  # [num_masks, N]
         settings.append(("random", cell, ratio, masks))
-    return [Row(strategy, cell * patch, ratio, float(np.mean(masks)),
-                avg_dist(pixel_masks(masks, grid, patch)))
-            for strategy, cell, ratio, masks in settings
-            if np.all(np.any(masks, axis=1) & ~np.all(masks, axis=1))]
+    return [
+        Row(
+            strategy,
+            cell * patch,
+            ratio,
+            float(np.mean(masks)),
+            avg_dist(pixel_masks(masks, grid, patch)),
+        )
+        for strategy, cell, ratio, masks in settings
+        if np.all(np.any(masks, axis=1) & ~np.all(masks, axis=1))
+    ]
 
 
 def markdown(rows: list[Row]) -> str:
     """The rows as a Markdown table."""
-    lines = ["| mask | cell (px) | ratio | masked | AvgDist (px) |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {r.strategy} | {r.cell_px} | {r.ratio:g} | {r.masked:.3f} | "
-              f"{r.avgdist:.2f} |" for r in rows]
+    lines = ["| mask | cell (px) | ratio | masked | AvgDist (px) |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {r.strategy} | {r.cell_px} | {r.ratio:g} | {r.masked:.3f} | {r.avgdist:.2f} |"
+        for r in rows
+    ]
     return "\n".join(lines) + "\n"

@@ -1,6 +1,7 @@
 """PNG figures: a checkpoint's reconstructions (SymMIM Fig. 3), the masks, and
 AvgDist against the masking ratio (SimMIM Fig. 3a). `visualize.py` is their
 command; the array side is `reconstruction.py` and `avgdist.py`."""
+
 import os
 
 import jax
@@ -11,7 +12,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from symmim_jax import methods
-from symmim_jax.data import pipeline
+from symmim_jax.data import sources
 from symmim_jax.figures import avgdist
 from symmim_jax.figures.reconstruction import (
     RANDOM_CELL,
@@ -32,8 +33,9 @@ def _draw(rows: list[list[np.ndarray]], titles: list[str], out: str, dpi: int):
     num_rows, num_cols = len(rows), len(rows[0])
     height = num_rows * PANEL_INCHES + TITLE_INCHES
     fig = Figure(figsize=(num_cols * PANEL_INCHES, height))
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - TITLE_INCHES / height,
-                        wspace=0.05, hspace=0.05)
+    fig.subplots_adjust(
+        left=0.01, right=0.99, bottom=0.01, top=1 - TITLE_INCHES / height, wspace=0.05, hspace=0.05
+    )
     axes = fig.subplots(num_rows, num_cols, squeeze=False)
     for row, images in enumerate(rows):
         for col, image in enumerate(images):
@@ -50,31 +52,36 @@ def _decode(image_bytes, size: int) -> np.ndarray:
     image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
     height, width = image.shape[0], image.shape[1]
     side = min(height, width)
-    image = tf.image.crop_to_bounding_box(image, (height - side) // 2,
-                                          (width - side) // 2, side, side)
+    image = tf.image.crop_to_bounding_box(
+        image, (height - side) // 2, (width - side) // 2, side, side
+    )
     image = tf.image.resize(image, [size, size], method="bilinear", antialias=True)
     return np.clip(np.round(image.numpy()), 0, 255).astype(np.uint8)
 
 
 def _validation_bytes(dataset_config, num_images: int) -> list[bytes]:
     """The first encoded images of the `test` split, else `validation`."""
-    builder = pipeline.get_builder(dataset_config)
+    builder = sources.get_builder(dataset_config)
     if not isinstance(builder, tfds.core.DatasetBuilder):
-        raise ValueError(f"config.dataset.name={dataset_config.name!r} is not a TFDS "
-                         "dataset: pass the images with --images=a.png,b.jpg")
+        raise ValueError(
+            f"config.dataset.name={dataset_config.name!r} is not a TFDS "
+            "dataset: pass the images with --images=a.png,b.jpg"
+        )
     split = "test" if "test" in builder.info.splits else "validation"
     ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
     return [example["image"] for example in ds.take(num_images).as_numpy_iterator()]
 
 
-def reconstruction_figure(workdir: str, out: str, *, step=None, image_files=(),
-                          num_images=4, seed=0, dpi=100):
+def reconstruction_figure(
+    workdir: str, out: str, *, step=None, image_files=(), num_images=4, seed=0, dpi=100
+):
     """Writes the Fig. 3 panel of a checkpoint to `out`."""
     params, record, step = checkpoint.load_params(workdir, step)
     config = ml_collections.ConfigDict(record["config"])
     if "method" not in config:
-        raise ValueError(f"{workdir} is not a pretraining run: it has no method to "
-                         "reconstruct with.")
+        raise ValueError(
+            f"{workdir} is not a pretraining run: it has no method to reconstruct with."
+        )
     method = methods.build(config, total_steps=1)  # the EMA schedule is unused
     if image_files:
         encoded = [tf.io.read_file(path) for path in image_files]
@@ -82,8 +89,8 @@ def reconstruction_figure(workdir: str, out: str, *, step=None, image_files=(),
         encoded = _validation_bytes(config.dataset, num_images)
     images = np.stack([_decode(e, config.input.image_size) for e in encoded])
     titles, columns = reconstruction_panel(
-        method, params, images, jax.random.key(seed), config.input.mean,
-        config.input.std)
+        method, params, images, jax.random.key(seed), config.input.mean, config.input.std
+    )
     titles[0] = f"original\nstep {step}"
     _draw([list(row) for row in zip(*columns)], titles, out, dpi)
 
@@ -123,15 +130,28 @@ def avgdist_figure(out: str, image_size=224, patch=16, seed=0, dpi=100) -> str:
     ax = fig.subplots()
     for cell in sorted({r.cell_px for r in rows}):
         random_rows = [r for r in rows if r.strategy == "random" and r.cell_px == cell]
-        ax.plot([r.ratio for r in random_rows], [r.avgdist for r in random_rows],
-                marker="o", markersize=3, label=f"random, cell {cell} px")
+        ax.plot(
+            [r.ratio for r in random_rows],
+            [r.avgdist for r in random_rows],
+            marker="o",
+            markersize=3,
+            label=f"random, cell {cell} px",
+        )
     for r in rows:
         if r.strategy == "checkerboard":
             ax.plot(r.ratio, r.avgdist, "k*", markersize=9)
-            ax.annotate(f"checkerboard {r.cell_px} px", (r.ratio, r.avgdist),
-                        xytext=(6, -3), textcoords="offset points", fontsize=7)
-    ax.set(xlabel="masking ratio", ylabel="AvgDist (px)",
-           title=f"AvgDist at {image_size} px, patch {patch}")
+            ax.annotate(
+                f"checkerboard {r.cell_px} px",
+                (r.ratio, r.avgdist),
+                xytext=(6, -3),
+                textcoords="offset points",
+                fontsize=7,
+            )
+    ax.set(
+        xlabel="masking ratio",
+        ylabel="AvgDist (px)",
+        title=f"AvgDist at {image_size} px, patch {patch}",
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

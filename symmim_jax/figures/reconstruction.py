@@ -3,6 +3,7 @@
 Array functions only (no flags, no files): `panels.py` draws them into figures
 and the pretraining loop logs `reconstruction_grid` to TensorBoard.
 """
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -32,8 +33,9 @@ def masked_and_reconstructed(method, params, images, mask, mean, std):
         # Targets were per-patch normalized: restore each patch's own mean and
         # std (as MAE's visualization and patches.pixel_targets do).
         target = patches.patchify(inputs, method.patch)  # [B, N, P]
-        pred = (pred * jnp.sqrt(target.var(-1, keepdims=True) + 1e-6)
-                + target.mean(-1, keepdims=True))
+        pred = pred * jnp.sqrt(target.var(-1, keepdims=True) + 1e-6) + target.mean(
+            -1, keepdims=True
+        )
     pred = _to_uint8(patches.unpatchify(pred, method.patch, method.grid), mean, std)
     hidden = avgdist.pixel_masks(mask, method.grid, method.patch)[..., None]
     images = np.asarray(images)
@@ -43,12 +45,12 @@ def masked_and_reconstructed(method, params, images, mask, mean, std):
 def _tile(columns: list[np.ndarray], gap: int = 2) -> np.ndarray:
     """uint8 [B, H, W, 3] per column -> one uint8 image, a row per image."""
     b, h, w, _ = columns[0].shape
-    out = np.full((b * (h + gap) - gap, len(columns) * (w + gap) - gap, 3), 255,
-                  np.uint8)
+    out = np.full((b * (h + gap) - gap, len(columns) * (w + gap) - gap, 3), 255, np.uint8)
     for col, images in enumerate(columns):
         for row, image in enumerate(images):
-            out[row * (h + gap):row * (h + gap) + h,
-                col * (w + gap):col * (w + gap) + w] = image
+            out[row * (h + gap) : row * (h + gap) + h, col * (w + gap) : col * (w + gap) + w] = (
+                image
+            )
     return out
 
 
@@ -56,8 +58,7 @@ def reconstruction_grid(method, params, images_uint8, key, mean, std) -> np.ndar
     """A row per image: original, masked input, reconstruction; uint8 [H, W, 3].
     The mask is the method's first training mask (SymMIM's M1)."""
     mask = method.masks(key, len(images_uint8))[0]
-    masked, reconstructed = masked_and_reconstructed(
-        method, params, images_uint8, mask, mean, std)
+    masked, reconstructed = masked_and_reconstructed(method, params, images_uint8, mask, mean, std)
     return _tile([np.asarray(images_uint8), masked, reconstructed])
 
 
@@ -69,12 +70,14 @@ def reconstruction_panel(method, params, images, key, mean, std):
     """
     batch = len(images)
     masks = [masking.random_mask(key, batch, method.grid, RANDOM_CELL, RANDOM_RATIO)]
-    masks += [masking.checkerboard_mask(key, batch, method.grid, cell, random_phase=False)
-              for cell in SYMMETRIC_CELLS.values()]
+    masks += [
+        masking.checkerboard_mask(key, batch, method.grid, cell, random_phase=False)
+        for cell in SYMMETRIC_CELLS.values()
+    ]
     # One forward pass for all masks.
     masked, reconstructed = masked_and_reconstructed(
-        method, params, np.concatenate([images] * len(masks)), np.concatenate(masks),
-        mean, std)
+        method, params, np.concatenate([images] * len(masks)), np.concatenate(masks), mean, std
+    )
     names = [f"random {RANDOM_RATIO}"] + [f"{name} sym." for name in SYMMETRIC_CELLS]
     titles, columns = ["original"], [np.asarray(images)]
     for index, name in enumerate(names):

@@ -6,6 +6,7 @@ The mapping is pure numpy (HWIO->OIHW and in->out transposes, fused qkv), and
 .safetensors files are written without torch; .pth files and the comparison
 need the optional extra `requirements-export.txt`.
 """
+
 import dataclasses
 import json
 import math
@@ -24,12 +25,24 @@ TIMM_SIZES = {"tiny": "Ti", "small": "S", "base": "B", "large": "L"}
 # timm 1.0.29's plain ViTs of these sizes (timm.list_models), optionally with a
 # pretrained tag ('.augreg_in21k'); other names are other architectures.
 TIMM_NAMES = (
-    "vit_tiny_patch16_224", "vit_tiny_patch16_384", "vit_small_patch8_224",
-    "vit_small_patch16_224", "vit_small_patch16_384", "vit_small_patch32_224",
-    "vit_small_patch32_384", "vit_base_patch8_224", "vit_base_patch16_224",
-    "vit_base_patch16_384", "vit_base_patch32_224", "vit_base_patch32_384",
-    "vit_large_patch14_224", "vit_large_patch16_224", "vit_large_patch16_384",
-    "vit_large_patch32_224", "vit_large_patch32_384")
+    "vit_tiny_patch16_224",
+    "vit_tiny_patch16_384",
+    "vit_small_patch8_224",
+    "vit_small_patch16_224",
+    "vit_small_patch16_384",
+    "vit_small_patch32_224",
+    "vit_small_patch32_384",
+    "vit_base_patch8_224",
+    "vit_base_patch16_224",
+    "vit_base_patch16_384",
+    "vit_base_patch32_224",
+    "vit_base_patch32_384",
+    "vit_large_patch14_224",
+    "vit_large_patch16_224",
+    "vit_large_patch16_384",
+    "vit_large_patch32_224",
+    "vit_large_patch32_384",
+)
 TIMM_NAME = re.compile(r"vit_(\w+)_patch(\d+)_(\d+)")  # size, patch, image size
 
 
@@ -44,6 +57,7 @@ class Architecture:
 @dataclasses.dataclass(frozen=True)
 class TimmModel:
     """`timm.create_model(name, **kwargs)`: the model the state dict loads into."""
+
     name: str
     kwargs: dict
     image_size: int
@@ -61,43 +75,70 @@ def architecture(encoder: dict) -> Architecture:
     return Architecture(width, depth, num_heads, patch)
 
 
-def timm_model(arch: Architecture, image_size: int | None, *, num_classes: int,
-               mean_pool: bool, timm_name: str | None = None) -> TimmModel:
+def _named_defaults(timm_name: str | None, width: int) -> tuple[str, dict]:
+    """(timm model name, its architecture arguments): `timm_name`, or the timm
+    size of `width` at patch 16 and 224 px."""
+    if timm_name is None:
+        by_width = {vit.SIZES[size][0]: name for name, size in TIMM_SIZES.items()}
+        timm_name = f"vit_{by_width.get(width, 'tiny')}_patch16_224"
+    if timm_name.partition(".")[0] not in TIMM_NAMES:
+        raise ValueError(
+            f"--timm-name={timm_name} is not a timm ViT this export maps to: "
+            f"use one of {', '.join(TIMM_NAMES)} (optionally with a "
+            "'.TAG'), or leave it out."
+        )
+    match = TIMM_NAME.match(timm_name)
+    width, depth, num_heads = vit.SIZES[TIMM_SIZES[match[1]]]
+    return timm_name, dict(
+        img_size=int(match[3]),
+        patch_size=int(match[2]),
+        embed_dim=width,
+        depth=depth,
+        num_heads=num_heads,
+    )
+
+
+def timm_model(
+    arch: Architecture,
+    image_size: int | None,
+    *,
+    num_classes: int,
+    mean_pool: bool,
+    timm_name: str | None = None,
+) -> TimmModel:
     """`timm_name` (checked against `arch`) at its own image size, or else the timm
     size of the same width at `image_size`, with keyword arguments for what differs
     from that name's defaults (a width timm does not name gets them all)."""
-    if timm_name is None:
-        by_width = {vit.SIZES[size][0]: name for name, size in TIMM_SIZES.items()}
-        name = f"vit_{by_width.get(arch.width, 'tiny')}_patch16_224"
-    else:
-        name = timm_name
-    if name.partition(".")[0] not in TIMM_NAMES:
-        raise ValueError(f"--timm-name={name} is not a timm ViT this export maps to: "
-                         f"use one of {', '.join(TIMM_NAMES)} (optionally with a "
-                         "'.TAG'), or leave it out.")
-    match = TIMM_NAME.match(name)
-    width, depth, num_heads = vit.SIZES[TIMM_SIZES[match[1]]]
-    defaults = dict(img_size=int(match[3]), patch_size=int(match[2]), embed_dim=width,
-                    depth=depth, num_heads=num_heads)
-    wanted = dict(img_size=image_size, patch_size=arch.patch_size, embed_dim=arch.width,
-                  depth=arch.depth, num_heads=arch.num_heads)
+    name, defaults = _named_defaults(timm_name, arch.width)
+    wanted = dict(
+        img_size=image_size,
+        patch_size=arch.patch_size,
+        embed_dim=arch.width,
+        depth=arch.depth,
+        num_heads=arch.num_heads,
+    )
     if timm_name is not None:
         # The position embedding is a fixed sin-cos: any grid is exact.
         wanted["img_size"] = defaults["img_size"]
         if wanted != defaults:
             raise ValueError(
-                f"--timm-name={timm_name} is ViT-{TIMM_SIZES[match[1]]}/"
-                f"{defaults['patch_size']} (width {width}, depth {depth}, {num_heads} "
-                f"heads) but the checkpoint holds width {arch.width}, depth "
+                f"--timm-name={timm_name} is a ViT of width {defaults['embed_dim']}, depth "
+                f"{defaults['depth']}, {defaults['num_heads']} heads, patch "
+                f"{defaults['patch_size']}, but the checkpoint holds width {arch.width}, depth "
                 f"{arch.depth}, {arch.num_heads} heads, patch {arch.patch_size}: leave "
-                "--timm-name out to get the matching call.")
+                "--timm-name out to get the matching call."
+            )
     elif image_size is None:
-        raise ValueError("neither the checkpoint's record nor a config.json beside it "
-                         "holds config.input.image_size: name the image size with "
-                         "--timm-name, e.g. vit_base_patch16_224.")
+        raise ValueError(
+            "neither the checkpoint's record nor a config.json beside it "
+            "holds config.input.image_size: name the image size with "
+            "--timm-name, e.g. vit_base_patch16_224."
+        )
     if wanted["img_size"] % arch.patch_size:
-        raise ValueError(f"image size {wanted['img_size']} is not a multiple of the "
-                         f"patch size {arch.patch_size}.")
+        raise ValueError(
+            f"image size {wanted['img_size']} is not a multiple of the "
+            f"patch size {arch.patch_size}."
+        )
     kwargs = {key: value for key, value in wanted.items() if value != defaults[key]}
     kwargs["num_classes"] = num_classes
     if mean_pool:
@@ -124,18 +165,27 @@ def _norm(layer_norm: dict) -> tuple[np.ndarray, np.ndarray]:
 def encoder_state_dict(encoder: dict, image_size: int) -> dict[str, np.ndarray]:
     """timm names and layouts of the encoder's parameters; `mask_token` is dropped."""
     arch = architecture(encoder)
-    expected = {"patch_embed", "cls_token", "mask_token", "norm",
-                *(f"blocks_{i}" for i in range(arch.depth))}
+    expected = {
+        "patch_embed",
+        "cls_token",
+        "mask_token",
+        "norm",
+        *(f"blocks_{i}" for i in range(arch.depth)),
+    }
     if set(encoder) - expected:
-        raise ValueError(f"the encoder holds parameters timm has no slot for: "
-                         f"{sorted(set(encoder) - expected)}")
+        raise ValueError(
+            f"the encoder holds parameters timm has no slot for: {sorted(set(encoder) - expected)}"
+        )
     grid = image_size // arch.patch_size
     pos = vit.sincos_pos_embed_2d((grid, grid), arch.width)  # [N, D]
     pos = np.concatenate([np.zeros((1, arch.width), np.float32), pos])[None]  # [1, 1 + N, D]
     patch = encoder["patch_embed"]
-    state = {"cls_token": encoder["cls_token"], "pos_embed": pos,
-             "patch_embed.proj.weight": patch["kernel"].transpose(3, 2, 0, 1),  # OIHW
-             "patch_embed.proj.bias": patch["bias"]}
+    state = {
+        "cls_token": encoder["cls_token"],
+        "pos_embed": pos,
+        "patch_embed.proj.weight": patch["kernel"].transpose(3, 2, 0, 1),  # OIHW
+        "patch_embed.proj.bias": patch["bias"],
+    }
     for i in range(arch.depth):
         block, prefix = encoder[f"blocks_{i}"], f"blocks.{i}"
         state.update(
@@ -145,7 +195,8 @@ def encoder_state_dict(encoder: dict, image_size: int) -> dict[str, np.ndarray]:
             **_with_prefix(f"{prefix}.attn.proj", _linear(block["attn"]["proj"], 2)),
             **_with_prefix(f"{prefix}.norm2", _norm(block["norm2"])),
             **_with_prefix(f"{prefix}.mlp.fc1", _linear(block["mlp"]["fc1"])),
-            **_with_prefix(f"{prefix}.mlp.fc2", _linear(block["mlp"]["fc2"])))
+            **_with_prefix(f"{prefix}.mlp.fc2", _linear(block["mlp"]["fc2"])),
+        )
     if "norm" in encoder:
         state.update(_with_prefix("norm", _norm(encoder["norm"])))
     return state
@@ -165,18 +216,26 @@ def exported_params(params: dict, what: str) -> dict:
     """The part of a checkpoint's params that `what` exports; says when the
     checkpoint is of another kind."""
     if "encoder" not in params:
-        raise ValueError(f"the checkpoint's params hold {sorted(params)} and no 'encoder': "
-                         "not a symmim_jax pretraining or fine-tuning checkpoint.")
+        raise ValueError(
+            f"the checkpoint's params hold {sorted(params)} and no 'encoder': "
+            "not a symmim_jax pretraining or fine-tuning checkpoint."
+        )
     finetuned = "fc_norm" in params and "head" in params
     if what == "classifier" and not finetuned:
-        raise ValueError("--what=classifier needs a fine-tuning checkpoint (params "
-                         "'encoder', 'fc_norm', 'head'); this one has no classifier: "
-                         "export its encoder with --what=encoder.")
+        raise ValueError(
+            "--what=classifier needs a fine-tuning checkpoint (params "
+            "'encoder', 'fc_norm', 'head'); this one has no classifier: "
+            "export its encoder with --what=encoder."
+        )
     if finetuned and "norm" in params["encoder"]:
-        raise ValueError("the fine-tuned encoder keeps its final norm besides fc_norm; "
-                         "timm has one or the other (global_pool='avg' drops norm).")
-    names = {"encoder": ("encoder", "fc_norm") if finetuned else ("encoder",),
-             "classifier": ("encoder", "fc_norm", "head")}[what]
+        raise ValueError(
+            "the fine-tuned encoder keeps its final norm besides fc_norm; "
+            "timm has one or the other (global_pool='avg' drops norm)."
+        )
+    names = {
+        "encoder": ("encoder", "fc_norm") if finetuned else ("encoder",),
+        "classifier": ("encoder", "fc_norm", "head"),
+    }[what]
     return {name: params[name] for name in names}
 
 
@@ -187,8 +246,11 @@ def _saved_image_size(workdir: str, record: dict) -> int | None:
     for folder in (as_path(workdir), as_path(workdir).parent):
         if (folder / "config.json").exists():
             configs.append(json.loads((folder / "config.json").read_text()))
-    sizes = [config["input"]["image_size"] for config in configs
-             if config and "image_size" in config.get("input", {})]
+    sizes = [
+        config["input"]["image_size"]
+        for config in configs
+        if config and "image_size" in config.get("input", {})
+    ]
     return sizes[0] if sizes else None
 
 
@@ -197,9 +259,13 @@ def load(workdir: str, step: int | None, what: str, timm_name: str | None = None
     params, record, step = checkpoint.load_params(workdir, step)
     params = exported_params(params, what)
     image_size = _saved_image_size(workdir, record)
-    model = timm_model(architecture(params["encoder"]), image_size,
-                       num_classes=params["head"]["bias"].shape[0] if "head" in params else 0,
-                       mean_pool="fc_norm" in params, timm_name=timm_name)
+    model = timm_model(
+        architecture(params["encoder"]),
+        image_size,
+        num_classes=params["head"]["bias"].shape[0] if "head" in params else 0,
+        mean_pool="fc_norm" in params,
+        timm_name=timm_name,
+    )
     return params, model, step
 
 
@@ -216,18 +282,25 @@ def jax_outputs(params: dict, images: np.ndarray) -> dict[str, np.ndarray]:
         # A fine-tuned encoder has no final norm: its last block's output is read
         # before the norm, whose placeholder parameters never reach it.
         last = f"blocks_{arch.depth - 1}"
-        placeholder = {"scale": np.ones(arch.width, np.float32),
-                       "bias": np.zeros(arch.width, np.float32)}
-        _, state = model.apply({"params": dict(encoder, norm=placeholder)}, images,
-                               capture_intermediates=lambda module, _: module.name == last,
-                               mutable=["intermediates"])
+        placeholder = {
+            "scale": np.ones(arch.width, np.float32),
+            "bias": np.zeros(arch.width, np.float32),
+        }
+        _, state = model.apply(
+            {"params": dict(encoder, norm=placeholder)},
+            images,
+            capture_intermediates=lambda module, _: module.name == last,
+            mutable=["intermediates"],
+        )
         tokens = state["intermediates"][last]["__call__"][0]  # [B, 1 + N, D]
         pooled = nn.LayerNorm(vit.LAYER_NORM_EPS).apply(
-            {"params": params["fc_norm"]}, tokens[:, 1:].mean(axis=1))  # [B, D]
+            {"params": params["fc_norm"]}, tokens[:, 1:].mean(axis=1)
+        )  # [B, D]
     outputs = {"features": tokens, "pooled": pooled}
     if "head" in params:
         outputs["logits"] = nn.Dense(params["head"]["bias"].shape[0]).apply(
-            {"params": params["head"]}, pooled)
+            {"params": params["head"]}, pooled
+        )
     return {name: np.asarray(value, np.float32) for name, value in outputs.items()}
 
 
@@ -236,10 +309,13 @@ def usage(model: TimmModel, path: str) -> str:
     if path.endswith(".pth"):
         imports, weights = "import timm, torch", f"torch.load({path!r}, weights_only=True)"
     else:
-        imports, weights = ("import safetensors.torch, timm",
-                            f"safetensors.torch.load_file({path!r})")
-    return (f"{imports}\nmodel = {model.create_call()}\n"
-            f"model.load_state_dict({weights}, strict=True)")
+        imports, weights = (
+            "import safetensors.torch, timm",
+            f"safetensors.torch.load_file({path!r})",
+        )
+    return (
+        f"{imports}\nmodel = {model.create_call()}\nmodel.load_state_dict({weights}, strict=True)"
+    )
 
 
 def write(state: dict[str, np.ndarray], path: str):
@@ -247,18 +323,22 @@ def write(state: dict[str, np.ndarray], path: str):
     state = {name: np.ascontiguousarray(value, np.float32) for name, value in state.items()}
     if path.endswith(".pth"):
         from symmim_jax.interop import torch_io  # torch only where a .pth is asked for
+
         data = torch_io.pth_bytes(state)
     else:
         from safetensors.numpy import save  # the optional extra, numpy side
+
         data = save(state)
     as_path(path).write_bytes(data)
 
 
-def verify(params: dict, model: TimmModel, path: str, *, batch: int = 2,
-           seed: int = 0) -> dict[str, float]:
+def verify(
+    params: dict, model: TimmModel, path: str, *, batch: int = 2, seed: int = 0
+) -> dict[str, float]:
     """Max abs difference per output between this code and timm loading `path`
     (by the printed lines) on random normal images."""
     from symmim_jax.interop import torch_io  # torch only when asked
+
     size = model.image_size
     images = np.random.default_rng(seed).normal(size=(batch, size, size, 3))
     images = images.astype(np.float32)

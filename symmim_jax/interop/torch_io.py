@@ -3,6 +3,7 @@
 Imported only for those; needs the optional extra `requirements-export.txt`
 (torch, torchvision, timm, safetensors).
 """
+
 import io
 
 import numpy as np

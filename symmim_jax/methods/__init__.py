@@ -1,5 +1,6 @@
 """Pretraining methods by `config.method`; each is a `base.Method` subclass in
 a file of its own. Adding one: its file, a line here, and a preset config."""
+
 from symmim_jax.methods import base, ccmim, mae, mixmim, simmim, symmim
 
 METHODS: dict[str, type[base.Method]] = {

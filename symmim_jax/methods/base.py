@@ -7,6 +7,7 @@ Its config section is `config.<name>`, with the defaults in `defaults`; its
 encoder's parameters live under `params["encoder"]`, which fine-tuning, the
 probe and export read.
 """
+
 from typing import Any, ClassVar
 
 import jax.numpy as jnp
@@ -19,8 +20,9 @@ from symmim_jax.train import step
 class Method(step.Objective):
     """The shared set-up: encoder, patch size and grid; no target branch and no
     method state unless a subclass adds them (see SymMIM's EMA target)."""
-    name: ClassVar[str]             # config.method, and the config section's name
-    defaults: ClassVar[dict]        # config.<name> in the pretraining configs
+
+    name: ClassVar[str]  # config.method, and the config section's name
+    defaults: ClassVar[dict]  # config.<name> in the pretraining configs
 
     def __init__(self, config, total_steps: int):
         self.config = config[self.name]
@@ -70,8 +72,10 @@ def mask_cell(config, name: str, field: str) -> int:
     """config.<name>.<field>, a mask cell in pixels -> the cell in patches."""
     cell, patch = config[name][field], vit.decode_variant(config.model.variant).patch_size
     if cell <= 0 or cell % patch:
-        raise ValueError(f"config.{name}.{field}={cell} must be a positive multiple of "
-                         f"the patch size {patch} (a cell is a whole number of patches).")
+        raise ValueError(
+            f"config.{name}.{field}={cell} must be a positive multiple of "
+            f"the patch size {patch} (a cell is a whole number of patches)."
+        )
     return cell // patch
 
 
@@ -82,7 +86,8 @@ def mask_ratio(config, name: str, field: str, num_units: int):
     if not 0 < round(ratio * num_units) < num_units:
         raise ValueError(
             f"config.{name}.{field}={ratio} masks {round(ratio * num_units)} of "
-            f"{num_units}: use a ratio that leaves at least one masked and one visible.")
+            f"{num_units}: use a ratio that leaves at least one masked and one visible."
+        )
 
 
 def at_least_two_images(config, name: str, why: str):

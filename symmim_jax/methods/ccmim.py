@@ -9,6 +9,7 @@ patches are masked more often; (3) encoder on the visible set -> MAE decoder
 -> MSE on the masked patches; (4) encoder on the masked set, stop-gradient;
 (5) loss = MSE + lambda * InfoNCE over the batch (eq. 7, 10).
 """
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -38,8 +39,9 @@ def cls_infonce(visible, masked, temperature: float):
     m = unit(jax.lax.stop_gradient(masked).astype(jnp.float32))
     batch = v.shape[0]
     precision = jax.lax.Precision.HIGHEST
-    self_logits = jnp.where(jnp.eye(batch, dtype=bool), -jnp.inf,
-                            jnp.matmul(v, v.T, precision=precision))  # [B, B], j != i
+    self_logits = jnp.where(
+        jnp.eye(batch, dtype=bool), -jnp.inf, jnp.matmul(v, v.T, precision=precision)
+    )  # [B, B], j != i
     cross_logits = jnp.matmul(v, m.T, precision=precision)  # [B, B]
     logits = jnp.concatenate([self_logits, cross_logits], axis=1) / temperature
     labels = batch + jnp.arange(batch)
@@ -49,45 +51,49 @@ def cls_infonce(visible, masked, temperature: float):
 class CCMIM(mae.MAE):
     """MAE's encoder, decoder and `reconstruct`; `masks` (MAE's random masks)
     only serves the reconstruction pictures, training masks come from `select`."""
+
     name = "ccmim"
     defaults = dict(
-        mask_ratio=0.75,               # importance-sampled patches (MAE's ratio)
+        mask_ratio=0.75,  # importance-sampled patches (MAE's ratio)
         norm_pix_target=True,
         decoder_width=512,
-        decoder_depth=2,               # ccMIM §4.1: "two-layer MHSA blocks"
+        decoder_depth=2,  # ccMIM §4.1: "two-layer MHSA blocks"
         decoder_heads=16,
-        projector_hidden_dim=4096,     # two-layer MLP on the [CLS] tokens
+        projector_hidden_dim=4096,  # two-layer MLP on the [CLS] tokens
         projector_out_dim=256,
-        temperature=0.2,               # not in the paper; MoCo v3's value for ViTs
-        weight_nce=0.2,                # lambda of eq. 10
+        temperature=0.2,  # not in the paper; MoCo v3's value for ViTs
+        weight_nce=0.2,  # lambda of eq. 10
     )
 
     def __init__(self, config, total_steps: int):
         super().__init__(config, total_steps)
         cc = self.config
-        self.projector = heads.Mlp((cc.projector_hidden_dim, cc.projector_out_dim),
-                                   self.dtype)
+        self.projector = heads.Mlp((cc.projector_hidden_dim, cc.projector_out_dim), self.dtype)
 
     @classmethod
     def check_config(cls, config):
         super().check_config(config)
         cc = config[cls.name]
         if cc.temperature <= 0 or cc.weight_nce < 0:
-            raise ValueError(f"config.ccmim.temperature={cc.temperature} must be > 0 and "
-                             f"config.ccmim.weight_nce={cc.weight_nce} >= 0.")
+            raise ValueError(
+                f"config.ccmim.temperature={cc.temperature} must be > 0 and "
+                f"config.ccmim.weight_nce={cc.weight_nce} >= 0."
+            )
         base.at_least_two_images(config, "ccMIM", "needs other images as negatives")
 
     def init_params(self, key, images):
         key, proj_key = jax.random.split(key)
         params = super().init_params(key, images)
-        params["projector"] = self.projector.init(
-            proj_key, jnp.zeros((1, self.encoder.width)))["params"]
+        params["projector"] = self.projector.init(proj_key, jnp.zeros((1, self.encoder.width)))[
+            "params"
+        ]
         return params
 
     def select(self, params, images, key):
         """Importance-sampled mask bool[B, N] (True = masked); no gradient."""
         attention = jax.lax.stop_gradient(
-            vit.cls_attention(self.encoder, params["encoder"], images))  # [B, N]
+            vit.cls_attention(self.encoder, params["encoder"], images)
+        )  # [B, N]
         return importance_mask(key, attention, self.num_masked)
 
     def project(self, params, cls_token):
@@ -101,13 +107,15 @@ class CCMIM(mae.MAE):
         pred = self.decode(params, encoded, mask)
         target = patches.pixel_targets(images, self.patch, self.norm_pix_target)
         num_visible = self.num_patches - self.num_masked
-        masked_set = self.encoder.apply({"params": params["encoder"]}, images,
-                                        keep=tokens.visible_first(mask)[:, num_visible:])
+        masked_set = self.encoder.apply(
+            {"params": params["encoder"]}, images, keep=tokens.visible_first(mask)[:, num_visible:]
+        )
         terms = {
             "loss_rec": losses.masked_mse(pred, target, mask),
-            "loss_nce": cls_infonce(self.project(params, encoded[:, 0]),
-                                    self.project(params, masked_set[:, 0]),
-                                    self.config.temperature),
+            "loss_nce": cls_infonce(
+                self.project(params, encoded[:, 0]),
+                self.project(params, masked_set[:, 0]),
+                self.config.temperature,
+            ),
         }
-        return LossOutput(terms["loss_rec"] + self.config.weight_nce * terms["loss_nce"],
-                          terms)
+        return LossOutput(terms["loss_rec"] + self.config.weight_nce * terms["loss_nce"], terms)

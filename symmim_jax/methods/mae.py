@@ -1,6 +1,7 @@
 """MAE (He et al. 2022; docs/METHOD.md §6): the encoder sees only the visible 25% of
 the patches; an 8-block, 512-wide decoder fills in mask tokens and predicts
 per-patch normalized pixels, MSE on the masked patches."""
+
 import jax
 import jax.numpy as jnp
 
@@ -22,7 +23,7 @@ def visible_attention(mask):
 class MAE(base.Method):
     name = "mae"
     defaults = dict(
-        mask_ratio=0.75,               # of the patches; the encoder sees the rest
+        mask_ratio=0.75,  # of the patches; the encoder sees the rest
         norm_pix_target=True,
         **decoder.DEFAULTS,
     )
@@ -48,9 +49,13 @@ class MAE(base.Method):
         """Encoder on [CLS] and the visible patches -> [B, 1 + N, D], zero at the
         masked patches; every row of `mask` must hide `num_masked`."""
         order = tokens.visible_first(mask)
-        encoded = self.encoder.apply({"params": params["encoder"]}, images, train=True,
-                                     keep=order[:, :self.num_patches - self.num_masked],
-                                     rngs={"drop_path": drop_key})  # [B, 1 + K, D]
+        encoded = self.encoder.apply(
+            {"params": params["encoder"]},
+            images,
+            train=True,
+            keep=order[:, : self.num_patches - self.num_masked],
+            rngs={"drop_path": drop_key},
+        )  # [B, 1 + K, D]
         return jnp.concatenate([encoded[:, :1], tokens.scatter(encoded[:, 1:], order)], 1)
 
     def decode(self, params, encoded, mask):
@@ -67,6 +72,7 @@ class MAE(base.Method):
 
     def reconstruct(self, params, images, mask):
         """Predictions [B, N, P] for any mask (any number of visible patches)."""
-        encoded = self.encoder.apply({"params": params["encoder"]}, images,
-                                     attention_mask=visible_attention(mask))
+        encoded = self.encoder.apply(
+            {"params": params["encoder"]}, images, attention_mask=visible_attention(mask)
+        )
         return self.decode(params, encoded, mask)

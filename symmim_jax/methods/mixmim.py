@@ -11,6 +11,7 @@ images' hidden patches, MSE on normalized pixels.
 every patch may attend to it, so it carries no image content across (it is the
 same for every input) yet is trained like a learned register token.
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -24,8 +25,9 @@ def group_attention(from_partner):
     """bool[B, N] (True = patch from the partner) -> bool[B, 1 + N, 1 + N]:
     a patch attends the patches of its own image and [CLS]; [CLS] itself."""
     batch, num = from_partner.shape
-    group = jnp.concatenate([jnp.full((batch, 1), 2), from_partner.astype(jnp.int32)],
-                            axis=1)  # [B, 1 + N]: 2 = [CLS]
+    group = jnp.concatenate(
+        [jnp.full((batch, 1), 2), from_partner.astype(jnp.int32)], axis=1
+    )  # [B, 1 + N]: 2 = [CLS]
     same = group[:, :, None] == group[:, None, :]  # [B, 1 + N, 1 + N]
     return same | (jnp.arange(1 + num) == 0)[None, None, :]
 
@@ -38,7 +40,7 @@ def partners(x):
 class MixMIM(base.Method):
     name = "mixmim"
     defaults = dict(
-        mask_cell_size=32,             # pixels; random cells taken from the partner
+        mask_cell_size=32,  # pixels; random cells taken from the partner
         mask_ratio=0.5,
         norm_pix_target=True,
         **decoder.DEFAULTS,
@@ -51,8 +53,7 @@ class MixMIM(base.Method):
     @classmethod
     def check_config(cls, config):
         cell = base.mask_cell(config, cls.name, "mask_cell_size")
-        base.mask_ratio(config, cls.name, "mask_ratio",
-                        (-(-base.grid_side(config) // cell)) ** 2)
+        base.mask_ratio(config, cls.name, "mask_ratio", (-(-base.grid_side(config) // cell)) ** 2)
         decoder.check_config(config[cls.name], cls.name)
         base.at_least_two_images(config, "MixMIM", "mixes pairs of images")
 
@@ -61,9 +62,15 @@ class MixMIM(base.Method):
 
     def masks(self, key, batch_size: int):
         """(mask,): bool[B, N], True where the mixed image shows the partner."""
-        return (masking.random_mask(key, batch_size, self.grid,
-                                    self.config.mask_cell_size // self.patch,
-                                    self.config.mask_ratio),)
+        return (
+            masking.random_mask(
+                key,
+                batch_size,
+                self.grid,
+                self.config.mask_cell_size // self.patch,
+                self.config.mask_ratio,
+            ),
+        )
 
     def mix(self, images, mask):
         """images [B, H, W, C] -> the mixed images: partner's patches where mask."""
@@ -75,28 +82,37 @@ class MixMIM(base.Method):
         """-> (own image's pixels [B, N, P] predicted where mask, partner's
         pixels [B, N, P] predicted where ~mask)."""
         encoded = self.encoder.apply(
-            {"params": params["encoder"]}, self.mix(images, mask), train=train,
+            {"params": params["encoder"]},
+            self.mix(images, mask),
+            train=train,
             attention_mask=group_attention(mask),
-            rngs={"drop_path": drop_key} if train else {})  # [B, 1 + N, D]
+            rngs={"drop_path": drop_key} if train else {},
+        )  # [B, 1 + N, D]
         # Unmix: one sequence per source image, the other's patches hidden.
-        pred = self.decoder.apply({"params": params["decoder"]},
-                                  jnp.concatenate([encoded, encoded]),
-                                  jnp.concatenate([mask, ~mask]), self.grid)
+        pred = self.decoder.apply(
+            {"params": params["decoder"]},
+            jnp.concatenate([encoded, encoded]),
+            jnp.concatenate([mask, ~mask]),
+            self.grid,
+        )
         return jnp.split(pred, 2)
 
     def loss(self, params, batch, key, *, target_params, method_state):
         images = batch["image"]
         mask_key, drop_key = jax.random.split(key)
         (mask,) = self.masks(mask_key, images.shape[0])
-        own, partner = self.dual_predictions(params, images, mask, train=True,
-                                             drop_key=drop_key)
+        own, partner = self.dual_predictions(params, images, mask, train=True, drop_key=drop_key)
         target = patches.pixel_targets(images, self.patch, self.norm_pix_target)
-        terms = {"loss_rec_own": losses.masked_mse(own, target, mask),
-                 "loss_rec_partner": losses.masked_mse(partner, partners(target), ~mask)}
+        terms = {
+            "loss_rec_own": losses.masked_mse(own, target, mask),
+            "loss_rec_partner": losses.masked_mse(partner, partners(target), ~mask),
+        }
         # Mean over every reconstructed patch (eq. 2 up to a constant factor).
-        loss = losses.masked_mse(jnp.concatenate([own, partner]),
-                                 jnp.concatenate([target, partners(target)]),
-                                 jnp.concatenate([mask, ~mask]))
+        loss = losses.masked_mse(
+            jnp.concatenate([own, partner]),
+            jnp.concatenate([target, partners(target)]),
+            jnp.concatenate([mask, ~mask]),
+        )
         return LossOutput(loss, terms)
 
     def reconstruct(self, params, images, mask):

@@ -1,6 +1,7 @@
 """SimMIM (Xie et al. 2022; docs/METHOD.md §6): random masking of 32 px cells
 (ratio 0.6), masked patches replaced by a learned mask token, a linear pixel
 head and an L1 loss on the masked patches."""
+
 from typing import Any
 
 import flax.linen as nn
@@ -15,6 +16,7 @@ from symmim_jax.train.step import LossOutput
 
 class SimMIMNet(nn.Module):
     """Encoder + linear pixel head."""
+
     encoder: vit.VisionTransformer
     dtype: Any = jnp.float32
 
@@ -22,15 +24,16 @@ class SimMIMNet(nn.Module):
     def __call__(self, images, mask, *, train: bool):
         tokens = self.encoder(images, mask, train=train)[:, 1:]  # [B, N, D]
         p = self.encoder.patch_size
-        return nn.Dense(p * p * images.shape[-1], dtype=self.dtype,
-                        name="pixel_head")(tokens)  # [B, N, P]
+        return nn.Dense(p * p * images.shape[-1], dtype=self.dtype, name="pixel_head")(
+            tokens
+        )  # [B, N, P]
 
 
 class SimMIM(base.Method):
     name = "simmim"
     defaults = dict(
-        mask_cell_size=32,             # pixels; random cells
-        mask_ratio=0.6,                # of the cells
+        mask_cell_size=32,  # pixels; random cells
+        mask_ratio=0.6,  # of the cells
         norm_pix_target=False,
     )
 
@@ -42,7 +45,7 @@ class SimMIM(base.Method):
     def check_config(cls, config):
         cell = base.mask_cell(config, cls.name, "mask_cell_size")
         cells_per_side = -(-base.grid_side(config) // cell)  # edge cells may be partial
-        base.mask_ratio(config, cls.name, "mask_ratio", cells_per_side ** 2)
+        base.mask_ratio(config, cls.name, "mask_ratio", cells_per_side**2)
 
     def init_params(self, key, images):
         mask = jnp.zeros(images.shape[:1] + (self.num_patches,), bool)
@@ -50,16 +53,23 @@ class SimMIM(base.Method):
 
     def masks(self, key, batch_size: int):
         """(mask,): bool[B, N], random cells of `mask_cell_size` px."""
-        return (masking.random_mask(key, batch_size, self.grid,
-                                    self.config.mask_cell_size // self.patch,
-                                    self.config.mask_ratio),)
+        return (
+            masking.random_mask(
+                key,
+                batch_size,
+                self.grid,
+                self.config.mask_cell_size // self.patch,
+                self.config.mask_ratio,
+            ),
+        )
 
     def loss(self, params, batch, key, *, target_params, method_state):
         images = batch["image"]
         mask_key, drop_key = jax.random.split(key)
         (mask,) = self.masks(mask_key, images.shape[0])
-        pred = self.net.apply({"params": params}, images, mask, train=True,
-                              rngs={"drop_path": drop_key})
+        pred = self.net.apply(
+            {"params": params}, images, mask, train=True, rngs={"drop_path": drop_key}
+        )
         target = patches.pixel_targets(images, self.patch, self.norm_pix_target)
         loss = losses.masked_l1(pred, target, mask)
         return LossOutput(loss, {"loss_rec": loss})

@@ -6,6 +6,7 @@ the target branch (EMA, no gradient) sees the large-cell mask M2. Losses:
   L_rec2: L1 to the target's reconstruction over M1 & M2;
   L_con:  per-patch InfoNCE between online predictions and target projections.
 """
+
 from typing import Any
 
 import flax.linen as nn
@@ -20,6 +21,7 @@ from symmim_jax.train.step import LossOutput
 
 class SymMIMNet(nn.Module):
     """Encoder + linear pixel head + projector (+ predictor on the online side)."""
+
     encoder: vit.VisionTransformer
     projector_features: tuple[int, ...]
     predictor_features: tuple[int, ...]
@@ -30,36 +32,40 @@ class SymMIMNet(nn.Module):
         tokens = self.encoder(images, mask, train=train)[:, 1:]  # [B, N, D]
         p = self.encoder.patch_size
         out = {
-            "pixels": nn.Dense(p * p * images.shape[-1], dtype=self.dtype,
-                               name="pixel_head")(tokens),  # [B, N, P]
-            "projection": heads.Mlp(self.projector_features, self.dtype,
-                                    name="projector")(tokens),  # [B, N, C]
+            "pixels": nn.Dense(p * p * images.shape[-1], dtype=self.dtype, name="pixel_head")(
+                tokens
+            ),  # [B, N, P]
+            "projection": heads.Mlp(self.projector_features, self.dtype, name="projector")(
+                tokens
+            ),  # [B, N, C]
         }
         if with_predictor:
-            out["prediction"] = heads.Mlp(self.predictor_features, self.dtype,
-                                          name="predictor")(out["projection"])
+            out["prediction"] = heads.Mlp(self.predictor_features, self.dtype, name="predictor")(
+                out["projection"]
+            )
         return out
 
 
 class SymMIM(base.Method):
     """The SymMIM method: how to mask, what to encode, what to predict, the loss."""
+
     name = "symmim"
     defaults = dict(
-        online_cell_size=16,           # pixels; M1, the online view's checkerboard
-        target_cell_size=32,           # pixels; M2, the target view's checkerboard
+        online_cell_size=16,  # pixels; M1, the online view's checkerboard
+        target_cell_size=32,  # pixels; M2, the target view's checkerboard
         random_phase=True,
-        random_offset=False,           # not in the paper: shift the board by patches
+        random_offset=False,  # not in the paper: shift the board by patches
         projector_hidden_dim=4096,
         projector_out_dim=256,
         predictor_hidden_dim=4096,
         temperature=0.1,
-        contrast_dictionary="image",   # 'image': K = N patches of the same image
+        contrast_dictionary="image",  # 'image': K = N patches of the same image
         weight_rec1=1.0,
         weight_rec2=1.0,
         weight_con=1.0,
-        norm_pix_target=False,         # MAE per-patch normalized pixel targets
+        norm_pix_target=False,  # MAE per-patch normalized pixel targets
         momentum_base=0.996,
-        momentum_schedule="cosine",    # 'cosine' (base -> 1) or 'constant'
+        momentum_schedule="cosine",  # 'cosine' (base -> 1) or 'constant'
     )
     # The parts with an EMA copy in the target branch (the predictor has none).
     target_parts = ("encoder", "pixel_head", "projector")
@@ -69,12 +75,15 @@ class SymMIM(base.Method):
         sc = self.config
         self.net = SymMIMNet(
             self.encoder,
-            projector_features=(sc.projector_hidden_dim, sc.projector_hidden_dim,
-                                sc.projector_out_dim),
+            projector_features=(
+                sc.projector_hidden_dim,
+                sc.projector_hidden_dim,
+                sc.projector_out_dim,
+            ),
             predictor_features=(sc.predictor_hidden_dim, sc.projector_out_dim),
-            dtype=self.dtype)
-        self.momentum = ema.momentum_schedule(sc.momentum_base, total_steps,
-                                              sc.momentum_schedule)
+            dtype=self.dtype,
+        )
+        self.momentum = ema.momentum_schedule(sc.momentum_base, total_steps, sc.momentum_schedule)
 
     def init_params(self, key, images):
         mask = jnp.zeros(images.shape[:1] + (self.num_patches,), bool)
@@ -91,8 +100,13 @@ class SymMIM(base.Method):
         sc = self.config
         key1, key2 = jax.random.split(key)
         mask = lambda k, cell: masking.checkerboard_mask(
-            k, batch_size, self.grid, cell // self.patch,
-            random_phase=sc.random_phase, random_offset=sc.random_offset)
+            k,
+            batch_size,
+            self.grid,
+            cell // self.patch,
+            random_phase=sc.random_phase,
+            random_offset=sc.random_offset,
+        )
         return mask(key1, sc.online_cell_size), mask(key2, sc.target_cell_size)
 
     def loss(self, params, batch, key, *, target_params, method_state):
@@ -101,31 +115,50 @@ class SymMIM(base.Method):
         images = batch["image"]
         mask_key, drop_key = jax.random.split(key)
         m1, m2 = self.masks(mask_key, images.shape[0])
-        online = self.net.apply({"params": params}, images, m1, train=True,
-                                with_predictor=True, rngs={"drop_path": drop_key})
-        target = jax.lax.stop_gradient(self.net.apply(
-            {"params": target_params}, images, m2, train=False, with_predictor=False))
+        online = self.net.apply(
+            {"params": params},
+            images,
+            m1,
+            train=True,
+            with_predictor=True,
+            rngs={"drop_path": drop_key},
+        )
+        target = jax.lax.stop_gradient(
+            self.net.apply({"params": target_params}, images, m2, train=False, with_predictor=False)
+        )
         pixels = patches.pixel_targets(images, self.patch, sc.norm_pix_target)
         terms = {
             "loss_rec1": losses.masked_l1(online["pixels"], pixels, m1),
             "loss_rec2": losses.masked_l1(online["pixels"], target["pixels"], m1 & m2),
-            "loss_con": losses.patch_infonce(online["prediction"], target["projection"],
-                                             m1, sc.temperature, sc.contrast_dictionary),
+            "loss_con": losses.patch_infonce(
+                online["prediction"],
+                target["projection"],
+                m1,
+                sc.temperature,
+                sc.contrast_dictionary,
+            ),
         }
-        loss = (sc.weight_rec1 * terms["loss_rec1"] + sc.weight_rec2 * terms["loss_rec2"]
-                + sc.weight_con * terms["loss_con"])
+        loss = (
+            sc.weight_rec1 * terms["loss_rec1"]
+            + sc.weight_rec2 * terms["loss_rec2"]
+            + sc.weight_con * terms["loss_con"]
+        )
         return LossOutput(loss, terms)
 
     def reconstruct(self, params, images, mask):
         """Online pixel predictions [B, N, p*p*3] for `mask` (no drop path)."""
-        return self.net.apply({"params": params}, images, mask, train=False,
-                              with_predictor=False)["pixels"]
+        return self.net.apply({"params": params}, images, mask, train=False, with_predictor=False)[
+            "pixels"
+        ]
 
     def after_step(self, params, target_params, method_state, observations, step):
         """The EMA step of the target branch (eq. 5)."""
         momentum = self.momentum(step)
-        return (ema.ema_update(target_params, params, momentum), method_state,
-                {"momentum": momentum})
+        return (
+            ema.ema_update(target_params, params, momentum),
+            method_state,
+            {"momentum": momentum},
+        )
 
     @classmethod
     def check_config(cls, config):
@@ -135,19 +168,25 @@ class SymMIM(base.Method):
             if config.input.image_size % sc[field]:
                 raise ValueError(
                     f"config.symmim.{field}={sc[field]} must divide config.input.image_size="
-                    f"{config.input.image_size} so the checkerboard has whole cells.")
+                    f"{config.input.image_size} so the checkerboard has whole cells."
+                )
         weights = (sc.weight_rec1, sc.weight_rec2, sc.weight_con)
         if min(weights) < 0 or max(weights) == 0:
-            raise ValueError("config.symmim.weight_rec1/weight_rec2/weight_con must be >= 0 "
-                             f"with at least one > 0, got {weights}.")
+            raise ValueError(
+                "config.symmim.weight_rec1/weight_rec2/weight_con must be >= 0 "
+                f"with at least one > 0, got {weights}."
+            )
         if sc.temperature <= 0:
             raise ValueError(f"config.symmim.temperature={sc.temperature} must be > 0.")
         if not 0.0 <= sc.momentum_base <= 1.0:
-            raise ValueError(f"config.symmim.momentum_base={sc.momentum_base} must be in "
-                             "[0, 1].")
+            raise ValueError(f"config.symmim.momentum_base={sc.momentum_base} must be in [0, 1].")
         if sc.momentum_schedule not in ("cosine", "constant"):
-            raise ValueError(f"config.symmim.momentum_schedule={sc.momentum_schedule!r}: "
-                             "use 'cosine' or 'constant'.")
+            raise ValueError(
+                f"config.symmim.momentum_schedule={sc.momentum_schedule!r}: "
+                "use 'cosine' or 'constant'."
+            )
         if sc.contrast_dictionary not in ("image", "batch"):
-            raise ValueError(f"config.symmim.contrast_dictionary={sc.contrast_dictionary!r}: "
-                             "use 'image' (the paper's K = N) or 'batch'.")
+            raise ValueError(
+                f"config.symmim.contrast_dictionary={sc.contrast_dictionary!r}: "
+                "use 'image' (the paper's K = N) or 'batch'."
+            )

@@ -5,6 +5,7 @@ tokens get their own LayerNorm `fc_norm`, as MAE/BEiT fine-tuning and timm's
 VisionTransformer(global_pool='avg', fc_norm=True) do, where `norm` is the
 identity. Parameters: {'encoder': ..., 'fc_norm': ..., 'head': ...}.
 """
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -20,10 +21,12 @@ class Classifier(nn.Module):
         """images [B, H, W, 3] normalized -> logits [B, num_classes] float32."""
         tokens = self.encoder(images, train=train)[:, 1:]  # [B, N, D]
         pooled = nn.LayerNorm(vit.LAYER_NORM_EPS, name="fc_norm")(
-            tokens.astype(jnp.float32).mean(axis=1))  # [B, D]
+            tokens.astype(jnp.float32).mean(axis=1)
+        )  # [B, D]
         # MAE: tiny head init, so the pretrained features lead the first steps.
-        return nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(2e-5),
-                        name="head")(pooled)
+        return nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(2e-5), name="head")(
+            pooled
+        )
 
 
 def build(model_config, num_classes: int) -> Classifier:

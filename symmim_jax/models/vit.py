@@ -4,6 +4,7 @@ Layout follows timm's `VisionTransformer` (pre-norm blocks, exact GELU, LayerNor
 eps 1e-6, fused qkv, [CLS] first) so the weights export without loss. Parameters
 are float32; `dtype` sets the compute dtype (e.g. bfloat16).
 """
+
 import dataclasses
 from typing import Any
 
@@ -51,7 +52,8 @@ def decode_variant(variant: str) -> VitSize:
     if name not in SIZES or not patch.isdigit() or int(patch) < 1:
         raise ValueError(
             f"config.model.variant={variant!r} is not a ViT variant: use NAME/PATCH "
-            f"with NAME in {sorted(SIZES)} and a positive patch size, e.g. 'B/16'.")
+            f"with NAME in {sorted(SIZES)} and a positive patch size, e.g. 'B/16'."
+        )
     return VitSize(*SIZES[name], patch_size=int(patch))
 
 
@@ -72,6 +74,7 @@ def sincos_pos_embed_2d(grid: tuple[int, int], width: int) -> np.ndarray:
 
 class DropPath(nn.Module):
     """Stochastic depth: drops the whole residual branch per example."""
+
     rate: float
 
     @nn.compact
@@ -88,6 +91,7 @@ class Attention(nn.Module):
     """Multi-head self-attention. With the `intermediates` collection mutable it
     also sows `cls_attention` [B, T - 1]: token 0's attention over the others,
     logits averaged over heads before the softmax (ccMIM eq. 4)."""
+
     num_heads: int
     dtype: Any = jnp.float32
     implementation: str | None = None
@@ -97,16 +101,22 @@ class Attention(nn.Module):
         """x [B, T, D]; mask bool[B, T, T] or None, True where query t may attend key s."""
         width = x.shape[-1]
         head_dim = width // self.num_heads
-        qkv = nn.DenseGeneral((3, self.num_heads, head_dim), dtype=self.dtype,
-                              name="qkv")(x)  # [B, T, 3, H, hd]
+        qkv = nn.DenseGeneral((3, self.num_heads, head_dim), dtype=self.dtype, name="qkv")(
+            x
+        )  # [B, T, 3, H, hd]
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         if self.is_mutable_collection("intermediates"):
-            logits = jnp.einsum("bhd,bthd->bht", q[:, 0], k[:, 1:],
-                                preferred_element_type=jnp.float32) / np.sqrt(head_dim)
+            logits = jnp.einsum(
+                "bhd,bthd->bht", q[:, 0], k[:, 1:], preferred_element_type=jnp.float32
+            ) / np.sqrt(head_dim)
             self.sow("intermediates", "cls_attention", jax.nn.softmax(logits.mean(1), -1))
         out = jax.nn.dot_product_attention(
-            q, k, v, mask=None if mask is None else mask[:, None],  # [B, 1, T, T]
-            implementation=self.implementation)
+            q,
+            k,
+            v,
+            mask=None if mask is None else mask[:, None],  # [B, 1, T, T]
+            implementation=self.implementation,
+        )
         return nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype, name="proj")(out)
 
 
@@ -132,7 +142,8 @@ class EncoderBlock(nn.Module):
         norm = lambda name: nn.LayerNorm(LAYER_NORM_EPS, dtype=self.dtype, name=name)
         drop = DropPath(self.drop_path)
         y = Attention(self.num_heads, self.dtype, self.attention_impl, name="attn")(
-            norm("norm1")(x), attention_mask)
+            norm("norm1")(x), attention_mask
+        )
         x = x + drop(y, deterministic)
         y = MlpBlock(4 * x.shape[-1], self.dtype, name="mlp")(norm("norm2")(x))
         return x + drop(y, deterministic)
@@ -141,6 +152,7 @@ class EncoderBlock(nn.Module):
 class VisionTransformer(nn.Module):
     """ViT encoder; masked patches are replaced by a learned mask token (SimMIM),
     or left out (`keep`, MAE), or hidden from attention (`attention_mask`)."""
+
     width: int
     depth: int
     num_heads: int
@@ -154,8 +166,7 @@ class VisionTransformer(nn.Module):
     final_norm: bool = True
 
     @nn.compact
-    def __call__(self, images, mask=None, *, train: bool = False, keep=None,
-                 attention_mask=None):
+    def __call__(self, images, mask=None, *, train: bool = False, keep=None, attention_mask=None):
         """images [B, H, W, 3] float -> tokens [B, 1 + N, D] ([CLS] first).
 
         mask: bool[B, N] or None, patches replaced by the mask token.
@@ -164,12 +175,17 @@ class VisionTransformer(nn.Module):
             encoded patches, True where a query may attend a key.
         """
         p = self.patch_size
-        x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID",
-                    dtype=self.dtype, name="patch_embed")(images)  # [B, gh, gw, D]
+        x = nn.Conv(
+            self.width,
+            (p, p),
+            strides=(p, p),
+            padding="VALID",
+            dtype=self.dtype,
+            name="patch_embed",
+        )(images)  # [B, gh, gw, D]
         batch, gh, gw, _ = x.shape
         x = x.reshape(batch, gh * gw, self.width)  # [B, N, D]
-        mask_token = self.param("mask_token", nn.initializers.normal(0.02),
-                                (1, 1, self.width))
+        mask_token = self.param("mask_token", nn.initializers.normal(0.02), (1, 1, self.width))
         if mask is not None:
             x = jnp.where(mask[..., None], mask_token.astype(x.dtype), x)
         x = x + sincos_pos_embed_2d((gh, gw), self.width).astype(x.dtype)
@@ -184,11 +200,17 @@ class VisionTransformer(nn.Module):
         if self.remat != "none":
             # Same module and parameter names; `deterministic` (argument 2,
             # counting self) is a Python bool.
-            block_class = nn.remat(EncoderBlock, static_argnums=(2,),
-                                   policy=REMAT_POLICIES[self.remat])
+            block_class = nn.remat(
+                EncoderBlock, static_argnums=(2,), policy=REMAT_POLICIES[self.remat]
+            )
         for i in range(self.depth):
-            block = block_class(self.num_heads, float(drop_rates[i]), self.dtype,
-                                 self.attention_impl, name=f"blocks_{i}")
+            block = block_class(
+                self.num_heads,
+                float(drop_rates[i]),
+                self.dtype,
+                self.attention_impl,
+                name=f"blocks_{i}",
+            )
             x = block(x, not train, attention_mask)
         if not self.final_norm:
             return x
@@ -199,8 +221,11 @@ def cls_attention(encoder: VisionTransformer, params, images):
     """[CLS] attention over the N patches in the encoder's last block [B, N] (float32)."""
     _, state = encoder.apply({"params": params}, images, mutable="intermediates")
     return state["intermediates"][f"blocks_{encoder.depth - 1}"]["attn"]["cls_attention"][0]
-def attention_implementation(requested: str | None, dtype, head_dim: int,
-                             platform: str) -> str | None:
+
+
+def attention_implementation(
+    requested: str | None, dtype, head_dim: int, platform: str
+) -> str | None:
     """config.model.attention_impl -> jax.nn.dot_product_attention's argument.
 
     'auto' takes cuDNN's fused (flash) attention where it applies: GPU, 16-bit
@@ -208,8 +233,12 @@ def attention_implementation(requested: str | None, dtype, head_dim: int,
     """
     if requested != "auto":
         return requested
-    cudnn_fits = (platform == "gpu" and jnp.dtype(dtype).itemsize == 2
-                  and head_dim <= 128 and head_dim % 8 == 0)
+    cudnn_fits = (
+        platform == "gpu"
+        and jnp.dtype(dtype).itemsize == 2
+        and head_dim <= 128
+        and head_dim % 8 == 0
+    )
     return "cudnn" if cudnn_fits else "xla"
 
 
@@ -224,8 +253,10 @@ def check_config(model_config) -> VitSize:
     if model_config.dtype not in DTYPES:
         raise ValueError(f"config.model.dtype={model_config.dtype!r}: use one of {DTYPES}.")
     if model_config.attention_impl not in ATTENTION_IMPLS:
-        raise ValueError(f"config.model.attention_impl={model_config.attention_impl!r}: "
-                         f"use one of {ATTENTION_IMPLS}.")
+        raise ValueError(
+            f"config.model.attention_impl={model_config.attention_impl!r}: "
+            f"use one of {ATTENTION_IMPLS}."
+        )
     remats = ("none", *REMAT_POLICIES)
     if model_config.remat not in remats:
         raise ValueError(f"config.model.remat={model_config.remat!r}: use one of {remats}.")
@@ -239,9 +270,14 @@ def build_encoder(model_config) -> VisionTransformer:
     size = decode_variant(model_config.variant)
     dtype = jnp.dtype(model_config.dtype)
     return VisionTransformer(
-        width=size.width, depth=size.depth, num_heads=size.num_heads,
-        patch_size=size.patch_size, drop_path=model_config.drop_path, dtype=dtype,
+        width=size.width,
+        depth=size.depth,
+        num_heads=size.num_heads,
+        patch_size=size.patch_size,
+        drop_path=model_config.drop_path,
+        dtype=dtype,
         attention_impl=attention_implementation(
-            model_config.attention_impl, dtype, size.width // size.num_heads,
-            jax.default_backend()),
-        remat=model_config.remat)
+            model_config.attention_impl, dtype, size.width // size.num_heads, jax.default_backend()
+        ),
+        remat=model_config.remat,
+    )

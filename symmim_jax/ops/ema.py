@@ -1,4 +1,5 @@
 """The momentum (EMA) target branch: a pure update and its momentum schedule."""
+
 import optax
 
 

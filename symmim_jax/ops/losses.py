@@ -3,6 +3,7 @@
 All losses are computed in float32 whatever the input dtype, and are safe
 (0, with finite zero gradients) when the mask selects no patch.
 """
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -22,8 +23,7 @@ def _masked_mean(per_patch: jax.Array, mask: jax.Array) -> jax.Array:
     return total / jnp.maximum(count, 1.0)
 
 
-def masked_l1(pred: jax.Array, target: jax.Array,
-              mask: jax.Array) -> jax.Array:
+def masked_l1(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
     """L1 summed over the pixels of masked patches / (num masked * P).
 
     ``pred``, ``target``: ``[B, N, P]``; ``mask``: ``bool[B, N]``.
@@ -32,8 +32,7 @@ def masked_l1(pred: jax.Array, target: jax.Array,
     return _masked_mean(err.mean(axis=-1), mask)
 
 
-def masked_mse(pred: jax.Array, target: jax.Array,
-               mask: jax.Array) -> jax.Array:
+def masked_mse(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
     """Squared error, weighted as ``masked_l1``."""
     err = jnp.square(pred.astype(jnp.float32) - target.astype(jnp.float32))
     return _masked_mean(err.mean(axis=-1), mask)
@@ -41,11 +40,16 @@ def masked_mse(pred: jax.Array, target: jax.Array,
 
 def _l2_normalize(x: jax.Array) -> jax.Array:
     sq_norm = jnp.sum(jnp.square(x), axis=-1, keepdims=True)
-    return x * jax.lax.rsqrt(jnp.maximum(sq_norm, _NORM_EPS ** 2))
+    return x * jax.lax.rsqrt(jnp.maximum(sq_norm, _NORM_EPS**2))
 
 
-def patch_infonce(queries: jax.Array, keys: jax.Array, mask: jax.Array,
-                  temperature: float, dictionary: str = "image") -> jax.Array:
+def patch_infonce(
+    queries: jax.Array,
+    keys: jax.Array,
+    mask: jax.Array,
+    temperature: float,
+    dictionary: str = "image",
+) -> jax.Array:
     """Per-patch InfoNCE, averaged over the queries where ``mask`` is True.
 
     ``queries``: ``[B, N, C]`` online predictor outputs; ``keys``:
@@ -60,8 +64,8 @@ def patch_infonce(queries: jax.Array, keys: jax.Array, mask: jax.Array,
         raise ValueError(f"temperature must be positive, got {temperature}")
     if queries.shape != keys.shape or mask.shape != queries.shape[:2]:
         raise ValueError(
-            f"shapes do not match: queries {queries.shape}, keys {keys.shape},"
-            f" mask {mask.shape}")
+            f"shapes do not match: queries {queries.shape}, keys {keys.shape}, mask {mask.shape}"
+        )
     batch, num, dim = queries.shape
     q = _l2_normalize(queries.astype(jnp.float32))  # [B, N, C]
     k = _l2_normalize(jax.lax.stop_gradient(keys).astype(jnp.float32))
@@ -77,6 +81,5 @@ def patch_infonce(queries: jax.Array, keys: jax.Array, mask: jax.Array,
         all_keys = k.reshape(batch * num, dim)
         logits = jnp.einsum("bjc,mc->bjm", q, all_keys, precision=precision)
         labels = jnp.arange(batch * num).reshape(batch, num)
-    loss = optax.softmax_cross_entropy_with_integer_labels(
-        logits / temperature, labels)  # [B, N]
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits / temperature, labels)  # [B, N]
     return _masked_mean(loss, mask)

@@ -5,14 +5,14 @@ Every function returns ``bool[B, N]`` with True = masked. The patch grid
 sits at index ``row * gw + col``. Sizes are static Python ints and randomness
 comes only from the JAX key, so every function can be jitted.
 """
+
 import math
 
 import jax
 import jax.numpy as jnp
 
 
-def _check_sizes(batch_size: int, grid: tuple[int, int],
-                 cell: int = 1) -> None:
+def _check_sizes(batch_size: int, grid: tuple[int, int], cell: int = 1) -> None:
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if len(grid) != 2 or min(grid) < 1:
@@ -21,9 +21,15 @@ def _check_sizes(batch_size: int, grid: tuple[int, int],
         raise ValueError(f"cell must be a positive patch count, got {cell}")
 
 
-def checkerboard_mask(key: jax.Array, batch_size: int, grid: tuple[int, int],
-                      cell: int, *, random_phase: bool = True,
-                      random_offset: bool = False) -> jax.Array:
+def checkerboard_mask(
+    key: jax.Array,
+    batch_size: int,
+    grid: tuple[int, int],
+    cell: int,
+    *,
+    random_phase: bool = True,
+    random_offset: bool = False,
+) -> jax.Array:
     """SymMIM symmetric mask: a checkerboard of ``cell x cell``-patch cells.
 
     Cell ``(u, v) = ((row + off_r) // cell, (col + off_c) // cell)`` is masked
@@ -51,8 +57,9 @@ def checkerboard_mask(key: jax.Array, batch_size: int, grid: tuple[int, int],
     return (parity % 2 == 0).reshape(batch_size, gh * gw)
 
 
-def random_mask(key: jax.Array, batch_size: int, grid: tuple[int, int],
-                cell: int, ratio: float) -> jax.Array:
+def random_mask(
+    key: jax.Array, batch_size: int, grid: tuple[int, int], cell: int, ratio: float
+) -> jax.Array:
     """SimMIM random mask: exactly ``round(ratio * num_cells)`` cells masked.
 
     The grid is split into ``cell x cell``-patch cells, ``ceil(gh / cell) x
@@ -77,8 +84,13 @@ def random_mask(key: jax.Array, batch_size: int, grid: tuple[int, int],
     return patch_mask.reshape(batch_size, gh * gw)
 
 
-def _block_mask_one(uniforms: jax.Array, grid: tuple[int, int], target: int,
-                    min_block: int, aspect: tuple[float, float]) -> jax.Array:
+def _block_mask_one(
+    uniforms: jax.Array,
+    grid: tuple[int, int],
+    target: int,
+    min_block: int,
+    aspect: tuple[float, float],
+) -> jax.Array:
     """One image's block mask from ``float[attempts, 4]`` uniforms in
     [0, 1): area, log aspect, top and left of each attempt.
 
@@ -101,21 +113,25 @@ def _block_mask_one(uniforms: jax.Array, grid: tuple[int, int], target: int,
         # randint(0, gh - h) inclusive; min() as u * n can round up to n.
         top = jnp.minimum(jnp.floor(u_top * (gh - h + 1)), gh - h)
         left = jnp.minimum(jnp.floor(u_left * (gw - w + 1)), gw - w)
-        block = ((rows >= top) & (rows < top + h)
-                 & (cols >= left) & (cols < left + w))  # [gh, gw]
+        block = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)  # [gh, gw]
         added = (block & ~mask).sum()
         # BEiT keeps blocks strictly smaller than the grid.
         accept = (h < gh) & (w < gw) & (added <= remaining)
         return mask | (block & accept)
 
-    return jax.lax.fori_loop(0, uniforms.shape[0], attempt,
-                             jnp.zeros(grid, bool))
+    return jax.lax.fori_loop(0, uniforms.shape[0], attempt, jnp.zeros(grid, bool))
 
 
-def block_mask(key: jax.Array, batch_size: int, grid: tuple[int, int],
-               ratio: float, *, min_block: int = 16,
-               aspect: tuple[float, float] = (0.3, 1 / 0.3),
-               max_attempts: int = 100) -> jax.Array:
+def block_mask(
+    key: jax.Array,
+    batch_size: int,
+    grid: tuple[int, int],
+    ratio: float,
+    *,
+    min_block: int = 16,
+    aspect: tuple[float, float] = (0.3, 1 / 0.3),
+    max_attempts: int = 100,
+) -> jax.Array:
     """BEiT block-wise mask (BEiT Algorithm 1, its ``MaskingGenerator``).
 
     Up to ``target = round(ratio * N)`` patches are masked by ``max_attempts``
@@ -134,16 +150,15 @@ def block_mask(key: jax.Array, batch_size: int, grid: tuple[int, int],
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"ratio must be in [0, 1], got {ratio}")
     if min_block < 1:
-        raise ValueError(
-            f"min_block must be a positive patch count, got {min_block}")
+        raise ValueError(f"min_block must be a positive patch count, got {min_block}")
     if len(aspect) != 2 or not 0 < aspect[0] <= aspect[1]:
-        raise ValueError(
-            f"aspect must be (lo, hi) with 0 < lo <= hi, got {aspect}")
+        raise ValueError(f"aspect must be (lo, hi) with 0 < lo <= hi, got {aspect}")
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be positive, got {max_attempts}")
     gh, gw = grid
     target = round(ratio * gh * gw)
     uniforms = jax.random.uniform(key, (batch_size, max_attempts, 4))
     masks = jax.vmap(_block_mask_one, in_axes=(0, None, None, None, None))(
-        uniforms, grid, target, min_block, aspect)  # [B, gh, gw]
+        uniforms, grid, target, min_block, aspect
+    )  # [B, gh, gw]
     return masks.reshape(batch_size, gh * gw)

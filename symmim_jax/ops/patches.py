@@ -3,6 +3,7 @@
 Patches are row-major over the patch grid; inside a patch the
 ``P = p * p * C`` values are in ``(p_row, p_col, C)`` order.
 """
+
 import einops
 import jax
 import jax.numpy as jnp
@@ -12,20 +13,18 @@ def patchify(images: jax.Array, patch: int) -> jax.Array:
     """``[B, H, W, C] -> [B, N, patch * patch * C]``."""
     _, height, width, _ = images.shape
     if height % patch or width % patch:
-        raise ValueError(
-            f"image size {height}x{width} is not divisible by patch {patch}")
+        raise ValueError(f"image size {height}x{width} is not divisible by patch {patch}")
     return einops.rearrange(
-        images, "b (gh ph) (gw pw) c -> b (gh gw) (ph pw c)",
-        ph=patch, pw=patch)
+        images, "b (gh ph) (gw pw) c -> b (gh gw) (ph pw c)", ph=patch, pw=patch
+    )
 
 
-def unpatchify(patches: jax.Array, patch: int,
-               grid: tuple[int, int]) -> jax.Array:
+def unpatchify(patches: jax.Array, patch: int, grid: tuple[int, int]) -> jax.Array:
     """``[B, N, patch * patch * C] -> [B, H, W, C]``, inverse of patchify."""
     gh, gw = grid
     return einops.rearrange(
-        patches, "b (gh gw) (ph pw c) -> b (gh ph) (gw pw) c",
-        gh=gh, gw=gw, ph=patch, pw=patch)
+        patches, "b (gh gw) (ph pw c) -> b (gh ph) (gw pw) c", gh=gh, gw=gw, ph=patch, pw=patch
+    )
 
 
 def pixel_targets(images: jax.Array, patch: int, norm_pix: bool) -> jax.Array:

@@ -4,6 +4,7 @@ Masks with the same number of visible patches in every image give index arrays
 of a static shape [B, K], so these are plain batched gathers
 (`take_along_axis`): they jit, and shard over the batch with no communication.
 """
+
 import jax
 import jax.numpy as jnp
 

@@ -11,6 +11,7 @@ in part. Its position embedding is the fixed 2-D sin-cos table, rebuilt for the
 grid at every call and never saved, and the patch embedding does not depend on
 the grid: an encoder pretrained at 224 px fine-tunes at 384 px as is.
 """
+
 import time
 
 from absl import logging
@@ -25,34 +26,45 @@ from symmim_jax.train.paths import as_path
 STATE, RECORD = "state", "record"
 
 
-def open_manager(workdir: str, *, checkpoint_every: int = 1, keep: int | None = None,
-                 read_only: bool = False) -> ocp.CheckpointManager:
+def open_manager(
+    workdir: str, *, checkpoint_every: int = 1, keep: int | None = None, read_only: bool = False
+) -> ocp.CheckpointManager:
     policies = ocp.checkpoint_managers
     options = ocp.CheckpointManagerOptions(
         # Every N steps and on preemption; orbax's default would also save step 1.
         # A custom policy replaces the default one, so preemption is named here.
-        save_decision_policy=policies.AnySavePolicy([
-            policies.FixedIntervalPolicy(checkpoint_every),
-            policies.PreemptionCheckpointingPolicy()]),
+        save_decision_policy=policies.AnySavePolicy(
+            [
+                policies.FixedIntervalPolicy(checkpoint_every),
+                policies.PreemptionCheckpointingPolicy(),
+            ]
+        ),
         preservation_policy=(ocp.checkpoint_managers.LatestN(keep) if keep else None),
-        create=not read_only, read_only=read_only, cleanup_tmp_directories=not read_only)
-    return ocp.CheckpointManager(as_path(workdir) / "checkpoints",
-                                 options=options, item_names=(STATE, RECORD))
+        create=not read_only,
+        read_only=read_only,
+        cleanup_tmp_directories=not read_only,
+    )
+    return ocp.CheckpointManager(
+        as_path(workdir) / "checkpoints", options=options, item_names=(STATE, RECORD)
+    )
 
 
-def save(manager: ocp.CheckpointManager, step: int, state, record: dict, *,
-         force: bool = False) -> bool:
+def save(
+    manager: ocp.CheckpointManager, step: int, state, record: dict, *, force: bool = False
+) -> bool:
     """Starts an async save when the policy (or `force`) says so."""
-    args = ocp.args.Composite(**{STATE: ocp.args.StandardSave(state),
-                                 RECORD: ocp.args.JsonSave(record)})
+    args = ocp.args.Composite(
+        **{STATE: ocp.args.StandardSave(state), RECORD: ocp.args.JsonSave(record)}
+    )
     return manager.save(step, args=args, force=force)
 
 
 def restore(manager: ocp.CheckpointManager, step: int, abstract_state):
     """-> (state, record). `abstract_state` holds ShapeDtypeStructs with the
     target shardings, so a checkpoint restores onto the current mesh."""
-    args = ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract_state),
-                                 RECORD: ocp.args.JsonRestore()})
+    args = ocp.args.Composite(
+        **{STATE: ocp.args.StandardRestore(abstract_state), RECORD: ocp.args.JsonRestore()}
+    )
     restored = manager.restore(step, args=args)
     return restored[STATE], restored[RECORD]
 
@@ -63,16 +75,16 @@ class CheckpointMismatch(ValueError):
 
 def _saved_tree(directory, step: int):
     """The saved state's tree of array metadata (shapes, dtypes)."""
-    return ocp.PyTreeCheckpointer().metadata(
-        as_path(directory) / str(step) / STATE).item_metadata.tree
+    return (
+        ocp.PyTreeCheckpointer().metadata(as_path(directory) / str(step) / STATE).item_metadata.tree
+    )
 
 
 def _leaf_shapes(tree) -> list:
     return sorted(tuple(leaf.shape) for leaf in jax.tree.leaves(tree))
 
 
-def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state,
-                          quarantine_dir: str):
+def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state, quarantine_dir: str):
     """Restores the newest checkpoint that reads back -> (state, record, step).
 
     Unreadable newer ones (torn, truncated, files missing) are named in a
@@ -93,19 +105,25 @@ def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state,
                 f"arrays that do not match the {len(_leaf_shapes(abstract_state))} of "
                 "the model and optimizer this config builds: resume with the config it "
                 "was written with (saved in its record and in config.json) or use "
-                "another --workdir.")
+                "another --workdir."
+            )
         try:
             state, record = restore(manager, step, abstract_state)
         except Exception as err:  # orbax/tensorstore raise many types here
             reason = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
-            logging.warning("Checkpoint %d in %s cannot be read (%s); moving it to %s "
-                            "and trying an older one.", step, manager.directory,
-                            reason, quarantine_dir)
+            logging.warning(
+                "Checkpoint %d in %s cannot be read (%s); moving it to %s and trying an older one.",
+                step,
+                manager.directory,
+                reason,
+                quarantine_dir,
+            )
             if jax.process_index() == 0:
                 quarantine = as_path(quarantine_dir)
                 quarantine.mkdir(parents=True, exist_ok=True)
                 (as_path(manager.directory) / str(step)).rename(
-                    quarantine / f"{step}-{int(time.time())}")
+                    quarantine / f"{step}-{int(time.time())}"
+                )
             continue
         manager.reload()
         return state, record, step
@@ -113,7 +131,8 @@ def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state,
         raise RuntimeError(
             f"None of the checkpoints {sorted(steps)} in {manager.directory} can be read "
             f"(moved to {quarantine_dir}); not starting from scratch. Move them back "
-            "or use another --workdir.")
+            "or use another --workdir."
+        )
     return None
 
 
@@ -127,8 +146,9 @@ def latest_or(workdir: str, step: int | None) -> int:
     if step is None:
         return max(steps)
     if step not in steps:
-        raise FileNotFoundError(f"no checkpoint of step {step} in {workdir}; "
-                                f"available: {sorted(steps)}")
+        raise FileNotFoundError(
+            f"no checkpoint of step {step} in {workdir}; available: {sorted(steps)}"
+        )
     return step
 
 
@@ -140,22 +160,27 @@ def load_params(workdir: str, step: int | None = None, subtree: str = "params"):
     """
     step = latest_or(workdir, step)
     manager = open_manager(workdir, read_only=True)
-    record = manager.restore(step, args=ocp.args.Composite(
-        **{RECORD: ocp.args.JsonRestore()}))[RECORD]
+    record = manager.restore(step, args=ocp.args.Composite(**{RECORD: ocp.args.JsonRestore()}))[
+        RECORD
+    ]
     manager.close()
     path = as_path(workdir) / "checkpoints" / str(step) / STATE
     saved = {subtree: _saved_tree(as_path(workdir) / "checkpoints", step)[subtree]}
     checkpointer = ocp.PyTreeCheckpointer()
     item = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), saved)
     restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), saved)
-    restored = checkpointer.restore(path, args=ocp.args.PyTreeRestore(
-        item=item, restore_args=restore_args, partial_restore=True))
+    restored = checkpointer.restore(
+        path,
+        args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args, partial_restore=True),
+    )
     return restored[subtree], record, step
 
 
 def _flat_shapes(tree) -> dict:
-    return {"/".join(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape)
-            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    return {
+        "/".join(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
 
 
 def expected_encoder_shapes(encoder: vit.VisionTransformer, image_size: int) -> dict:
@@ -182,18 +207,23 @@ def check_encoder(found: dict, expected: dict, source: str):
     if not (missing or extra or wrong):
         return
     first = lambda names: f"{names[:3]}{' ...' if len(names) > 3 else ''}"
-    details = ([f"missing {first(missing)}"] if missing else []) + (
-        [f"unexpected {first(extra)}"] if extra else []) + (
-        ["shapes differ: " + ", ".join(f"{k} {found[k]} != {expected[k]}"
-                                       for k in wrong[:3])] if wrong else [])
+    details = (
+        ([f"missing {first(missing)}"] if missing else [])
+        + ([f"unexpected {first(extra)}"] if extra else [])
+        + (
+            ["shapes differ: " + ", ".join(f"{k} {found[k]} != {expected[k]}" for k in wrong[:3])]
+            if wrong
+            else []
+        )
+    )
     raise CheckpointMismatch(
         f"The encoder in {source} ({describe(found)}) is not the one "
         f"config.model.variant builds ({describe(expected)}): {'; '.join(details)}. "
-        "Set config.model.variant to the pretraining run's variant (its config.json).")
+        "Set config.model.variant to the pretraining run's variant (its config.json)."
+    )
 
 
-def load_encoder(init_from: str, step: int | None, encoder: vit.VisionTransformer,
-                 image_size: int):
+def load_encoder(init_from: str, step: int | None, encoder: vit.VisionTransformer, image_size: int):
     """-> (encoder params as numpy, {"init_from", "step"}).
 
     The whole encoder, final `norm` included, is checked against `encoder`
@@ -202,15 +232,19 @@ def load_encoder(init_from: str, step: int | None, encoder: vit.VisionTransforme
     if not (as_path(init_from) / "checkpoints").is_dir():
         raise FileNotFoundError(
             f"config.init_from={init_from!r} is not a pretraining workdir: "
-            f"{as_path(init_from) / 'checkpoints'} does not exist.")
+            f"{as_path(init_from) / 'checkpoints'} does not exist."
+        )
     params, _, step = load_params(init_from, step, "params")
     source = f"{init_from} step {step}"
     if "encoder" not in params:
-        raise CheckpointMismatch(f"{source} holds no 'encoder' in its params "
-                                 f"(found {sorted(params)}).")
-    check_encoder(_flat_shapes(params["encoder"]),
-                  expected_encoder_shapes(encoder.clone(final_norm=True, parent=None),
-                                          image_size), source)
+        raise CheckpointMismatch(
+            f"{source} holds no 'encoder' in its params (found {sorted(params)})."
+        )
+    check_encoder(
+        _flat_shapes(params["encoder"]),
+        expected_encoder_shapes(encoder.clone(final_norm=True, parent=None), image_size),
+        source,
+    )
     return params["encoder"], {"init_from": str(as_path(init_from)), "step": step}
 
 
@@ -221,7 +255,6 @@ def load_init_encoder(config, encoder: vit.VisionTransformer):
     if not config.init_from:
         return None, {"init_from": None, "step": None}
     try:
-        return load_encoder(config.init_from, config.init_step, encoder,
-                            config.input.image_size)
+        return load_encoder(config.init_from, config.init_step, encoder, config.input.image_size)
     except FileNotFoundError as err:
         raise ValueError(str(err)) from None

@@ -1,5 +1,6 @@
 """What every training command shares: --config and --workdir, the
 multi-process start, and one-line messages for the failures a user can fix."""
+
 from collections.abc import Callable
 import sys
 
@@ -13,8 +14,9 @@ from symmim_jax.train import checkpoint, distributed, loop, run
 def define_flags():
     """--config and --workdir, once per process (the commands share them)."""
     if "workdir" not in flags.FLAGS:
-        config_flags.DEFINE_config_file("config", None, "Path to a config file "
-                                        "(FILE.py or FILE.py:ARG).", lock_config=True)
+        config_flags.DEFINE_config_file(
+            "config", None, "Path to a config file (FILE.py or FILE.py:ARG).", lock_config=True
+        )
         flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
 
 

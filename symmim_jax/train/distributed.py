@@ -9,6 +9,7 @@ the same command; they must call this before anything touches a device.
   --process_id=I` (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
   JAX_PROCESS_ID), the same address on every host, process 0 on HOST.
 """
+
 import os
 import socket
 import sys
@@ -18,19 +19,29 @@ from absl import flags
 import jax
 
 _DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False, "Join a multi-process run whose layout JAX detects "
-    "(TPU pod slice, SLURM, Open MPI). Implied by --coordinator_address.")
+    "distributed",
+    False,
+    "Join a multi-process run whose layout JAX detects "
+    "(TPU pod slice, SLURM, Open MPI). Implied by --coordinator_address.",
+)
 _COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", os.environ.get("JAX_COORDINATOR_ADDRESS"),
-    "HOST:PORT of process 0 (env JAX_COORDINATOR_ADDRESS).")
+    "coordinator_address",
+    os.environ.get("JAX_COORDINATOR_ADDRESS"),
+    "HOST:PORT of process 0 (env JAX_COORDINATOR_ADDRESS).",
+)
 _NUM_PROCESSES = flags.DEFINE_integer(
-    "num_processes", int(os.environ.get("JAX_NUM_PROCESSES", 0)) or None,
-    "Processes in the run (env JAX_NUM_PROCESSES).")
+    "num_processes",
+    int(os.environ.get("JAX_NUM_PROCESSES", 0)) or None,
+    "Processes in the run (env JAX_NUM_PROCESSES).",
+)
 _PROCESS_ID = flags.DEFINE_integer(
-    "process_id", int(os.environ["JAX_PROCESS_ID"]) if "JAX_PROCESS_ID" in os.environ
-    else None, "This process's id, 0 .. num_processes - 1 (env JAX_PROCESS_ID).")
+    "process_id",
+    int(os.environ["JAX_PROCESS_ID"]) if "JAX_PROCESS_ID" in os.environ else None,
+    "This process's id, 0 .. num_processes - 1 (env JAX_PROCESS_ID).",
+)
 _TIMEOUT = flags.DEFINE_integer(
-    "distributed_timeout", 120, "Seconds to wait for the other processes to join.")
+    "distributed_timeout", 120, "Seconds to wait for the other processes to join."
+)
 
 
 class DistributedError(RuntimeError):
@@ -55,7 +66,8 @@ def _wait_for_coordinator(address: str, timeout: float):
                     f"--coordinator_address={address} (process 0's HOST:PORT) did not "
                     f"answer within --distributed_timeout={timeout} s ({err}). Start "
                     "process 0 on that host, check the address and port, and that "
-                    "every process got the same one.") from None
+                    "every process got the same one."
+                ) from None
             time.sleep(1)
 
 
@@ -67,19 +79,27 @@ def initialize_from_flags():
     if address and (count is None or index is None):
         raise DistributedError(
             f"--coordinator_address={address} needs --num_processes and --process_id "
-            "(or JAX_NUM_PROCESSES and JAX_PROCESS_ID).")
+            "(or JAX_NUM_PROCESSES and JAX_PROCESS_ID)."
+        )
     if count is not None and index is not None and not 0 <= index < count:
-        raise DistributedError(
-            f"--process_id={index} must be in [0, --num_processes={count}).")
+        raise DistributedError(f"--process_id={index} must be in [0, --num_processes={count}).")
     if address and index:
         _wait_for_coordinator(address, _TIMEOUT.value)
-    print(f"Joining {count or 'auto'} processes at {address or 'auto'} as process "
-          f"{index if index is not None else 'auto'}.", file=sys.stderr, flush=True)
+    print(
+        f"Joining {count or 'auto'} processes at {address or 'auto'} as process "
+        f"{index if index is not None else 'auto'}.",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
-        jax.distributed.initialize(coordinator_address=address, num_processes=count,
-                                   process_id=index,
-                                   initialization_timeout=_TIMEOUT.value)
+        jax.distributed.initialize(
+            coordinator_address=address,
+            num_processes=count,
+            process_id=index,
+            initialization_timeout=_TIMEOUT.value,
+        )
     except ValueError as err:  # no cluster found in the environment
         raise DistributedError(
             f"--distributed: {err} Outside a TPU pod, SLURM or Open MPI job, give "
-            "--coordinator_address, --num_processes and --process_id.") from None
+            "--coordinator_address, --num_processes and --process_id."
+        ) from None

@@ -4,6 +4,7 @@
 `run.py` builds what it steps; the loop only calls the task's hooks
 (`evaluate`, `show`, `record`) at the steps they ask for.
 """
+
 from collections.abc import Callable
 import json
 import signal
@@ -34,8 +35,10 @@ def checkpoint_record(config, step: int, run_key, **extra) -> dict:
     return {
         "step": step,
         "rng": np.asarray(jax.random.key_data(run_key)).tolist(),
-        "data": {"examples_per_process": step * config.batch_size // jax.process_count(),
-                 "process_count": jax.process_count()},
+        "data": {
+            "examples_per_process": step * config.batch_size // jax.process_count(),
+            "process_count": jax.process_count(),
+        },
         "config": json.loads(config.to_json_best_effort()),
         **extra,
     }
@@ -64,21 +67,25 @@ class StopSignal:
 
 def host_batches_step(step_fn, batches, mesh, run_key):
     """-> run_step(state) for `run`: next host batch, made global, one step."""
+
     def run_step(state):
         local_batch = next(batches)
         state, metrics = step_fn(state, sharding.global_batch(local_batch, mesh), run_key)
         return state, metrics, local_batch
+
     return run_step
 
 
-def run(config, workdir: str, length, manager, state, start: int,
-        run_step: Callable, run_key, task):
+def run(
+    config, workdir: str, length, manager, state, start: int, run_step: Callable, run_key, task
+):
     """Steps `state` from `start` to `length.total_steps`, saving through `manager`.
 
     `run_step(state) -> (state, metrics, host batch)` takes one step; metrics
     must hold `loss` and `consecutive_bad_steps`. `task` (run.Task) evaluates,
     shows and adds to the checkpoint record.
     """
+
     def save(step, state, force=False):
         record = checkpoint_record(config, step, run_key, **task.record())
         try:
@@ -86,26 +93,33 @@ def run(config, workdir: str, length, manager, state, start: int,
         except OSError as err:
             raise TrainingStopped(
                 f"Saving checkpoint {step} in {manager.directory} failed ({err}); the "
-                f"checkpoints already there ({manager.all_steps()}) are intact.") from err
+                f"checkpoints already there ({manager.all_steps()}) are intact."
+            ) from err
 
     writer = MetricWriter(workdir, resume_step=start)
     mesh = state.step.sharding.mesh  # every leaf of the state lives on the run's mesh
-    say(f"Training steps {start} -> {length.total_steps} ({length.steps_per_epoch} per "
+    say(
+        f"Training steps {start} -> {length.total_steps} ({length.steps_per_epoch} per "
         f"epoch, {length.warmup_steps} warm-up) on {mesh.size} devices "
         f"(mesh data={mesh.shape[sharding.DATA_AXIS]} x "
         f"fsdp={mesh.shape[sharding.FSDP_AXIS]}, {jax.process_count()} processes); "
-        f"metrics in {as_path(workdir) / 'metrics.jsonl'}")
+        f"metrics in {as_path(workdir) / 'metrics.jsonl'}"
+    )
     try:
         with StopSignal() as stop:
-            _loop(config, length, state, start, run_step, save, task, manager, writer,
-                  stop)
+            _loop(config, length, state, start, run_step, save, task, manager, writer, stop)
     finally:
         writer.close()
 
 
 def _loop(config, length, state, start, run_step, save, task, manager, writer, stop):
-    progress = tqdm.tqdm(total=length.total_steps, initial=start, unit="step",
-                         disable=jax.process_index() != 0, dynamic_ncols=True)
+    progress = tqdm.tqdm(
+        total=length.total_steps,
+        initial=start,
+        unit="step",
+        disable=jax.process_index() != 0,
+        dynamic_ncols=True,
+    )
     last_log_time, last_log_step = time.perf_counter(), start
     for step in range(start + 1, length.total_steps + 1):
         state, metrics, local_batch = run_step(state)
@@ -115,7 +129,8 @@ def _loop(config, length, state, start, run_step, save, task, manager, writer, s
             metrics = jax.device_get(metrics)  # the only host sync, every log_every
             now = time.perf_counter()
             metrics["images_per_sec"] = (
-                (step - last_log_step) * config.batch_size / (now - last_log_time))
+                (step - last_log_step) * config.batch_size / (now - last_log_time)
+            )
             last_log_time, last_log_step = now, step
             writer.write(step, {**metrics, **(evaluation or {})})
             progress.set_postfix(loss=f"{metrics['loss']:.4f}")
@@ -123,12 +138,12 @@ def _loop(config, length, state, start, run_step, save, task, manager, writer, s
         if config.get("visualize_every") and step % config.visualize_every == 0:
             task.show(step, state, local_batch, writer)
         # Multi-process runs learn of a SIGTERM on any host through orbax.
-        preempted = manager.reached_preemption(step) or (
-            stop.received and jax.process_count() == 1)
+        preempted = manager.reached_preemption(step) or (stop.received and jax.process_count() == 1)
         final = step == length.total_steps
         if final or preempted or manager.should_save(step):
-            _check_bad_steps(int(jax.device_get(state.consecutive_bad_steps)), step,
-                             config, manager)
+            _check_bad_steps(
+                int(jax.device_get(state.consecutive_bad_steps)), step, config, manager
+            )
             save(step, state, force=final or preempted)
         if preempted:
             say(f"Stop signal: saved step {step}; run the same command to resume.")
@@ -144,4 +159,5 @@ def _check_bad_steps(consecutive: int, step: int, config, manager):
             "gradient and were skipped; stopping. The checkpoints in "
             f"{manager.directory} ({manager.all_steps()}) hold the parameters from "
             "before them. Lower config.optim.base_lr, check the input, or raise "
-            "config.max_consecutive_bad_steps.")
+            "config.max_consecutive_bad_steps."
+        )

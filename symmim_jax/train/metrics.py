@@ -1,4 +1,5 @@
 """Metric sinks of process 0: TensorBoard scalars and images, `metrics.jsonl` lines."""
+
 import json
 
 from flax.metrics import tensorboard
@@ -15,13 +16,15 @@ class MetricWriter:
         dropped from metrics.jsonl: those steps run again and write anew."""
         self.enabled = jax.process_index() == 0
         if self.enabled:
-            self._tensorboard = tensorboard.SummaryWriter(
-                str(as_path(workdir) / "tensorboard"))
+            self._tensorboard = tensorboard.SummaryWriter(str(as_path(workdir) / "tensorboard"))
             self._jsonl = as_path(workdir) / "metrics.jsonl"
             self._lines = []
             if self._jsonl.exists():
-                self._lines = [line for line in self._jsonl.read_text().splitlines(True)
-                               if line.strip() and json.loads(line)["step"] <= resume_step]
+                self._lines = [
+                    line
+                    for line in self._jsonl.read_text().splitlines(True)
+                    if line.strip() and json.loads(line)["step"] <= resume_step
+                ]
                 self._rewrite()
 
     def _rewrite(self):

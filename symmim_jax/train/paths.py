@@ -1,5 +1,6 @@
 """Every file path of a run goes through etils.epath: local folders and
 bucket URLs (gs://..., for pod runs) alike."""
+
 from etils import epath
 
 

@@ -12,6 +12,7 @@ A `Task` says what differs: its checks and run length, the objective and the
 optimizer, the batches, what a fresh state loads (a pretrained encoder), the
 evaluations, and the results.
 """
+
 from collections.abc import Iterator
 import dataclasses
 import functools
@@ -46,7 +47,8 @@ def run_length(config, num_examples: int) -> RunLength:
     if steps_per_epoch == 0:
         raise ValueError(
             f"config.batch_size={config.batch_size} is larger than the "
-            f"{num_examples} examples of config.dataset.split={config.dataset.split!r}.")
+            f"{num_examples} examples of config.dataset.split={config.dataset.split!r}."
+        )
     total = config.total_steps or config.epochs * steps_per_epoch
     warmup = round(total * config.warmup_epochs / config.epochs)
     return RunLength(steps_per_epoch, total, warmup)
@@ -115,23 +117,28 @@ def check_config(config, num_devices: int, num_processes: int):
         raise ValueError(
             f"config.batch_size={batch} must be a positive multiple of the device count "
             f"{num_devices} x config.grad_accum_steps={accum}; e.g. "
-            f"--config.batch_size={max(1, batch // unit) * unit}.")
+            f"--config.batch_size={max(1, batch // unit) * unit}."
+        )
     if batch % num_processes:
-        raise ValueError(f"config.batch_size={batch} must be divisible by the process "
-                         f"count {num_processes}.")
+        raise ValueError(
+            f"config.batch_size={batch} must be divisible by the process count {num_processes}."
+        )
     if config.epochs <= 0 or not 0 <= config.warmup_epochs < config.epochs:
-        raise ValueError(f"config.epochs={config.epochs} must be > 0 and "
-                         f"config.warmup_epochs={config.warmup_epochs} in [0, epochs).")
+        raise ValueError(
+            f"config.epochs={config.epochs} must be > 0 and "
+            f"config.warmup_epochs={config.warmup_epochs} in [0, epochs)."
+        )
     if config.total_steps is not None and config.total_steps <= 0:
-        raise ValueError(f"config.total_steps={config.total_steps} must be > 0 (or unset "
-                         "to use config.epochs).")
-    for field in ("log_every", "checkpoint_every", "keep_checkpoints",
-                  "max_consecutive_bad_steps"):
+        raise ValueError(
+            f"config.total_steps={config.total_steps} must be > 0 (or unset to use config.epochs)."
+        )
+    for field in ("log_every", "checkpoint_every", "keep_checkpoints", "max_consecutive_bad_steps"):
         if config[field] <= 0:
             raise ValueError(f"config.{field}={config[field]} must be > 0.")
     if not all(isinstance(s, int) and s > 0 for s in config.debug.nan_at_steps):
-        raise ValueError(f"config.debug.nan_at_steps={config.debug.nan_at_steps} must "
-                         "hold step numbers >= 1.")
+        raise ValueError(
+            f"config.debug.nan_at_steps={config.debug.nan_at_steps} must hold step numbers >= 1."
+        )
 
 
 def open_workdir(workdir: str, config):
@@ -148,8 +155,9 @@ def open_workdir(workdir: str, config):
     config_path = path / "config.json"
     if jax.process_index() == 0 and not config_path.exists():
         config_path.write_text(config.to_json_best_effort(indent=2))
-    return checkpoint.open_manager(workdir, checkpoint_every=config.checkpoint_every,
-                                   keep=config.keep_checkpoints)
+    return checkpoint.open_manager(
+        workdir, checkpoint_every=config.checkpoint_every, keep=config.keep_checkpoints
+    )
 
 
 def _finished(manager, length: RunLength, workdir: str) -> bool:
@@ -157,9 +165,11 @@ def _finished(manager, length: RunLength, workdir: str) -> bool:
     latest = manager.latest_step()
     if latest is None or latest < length.total_steps:
         return False
-    loop.say(f"{workdir} already holds a finished run at step {latest} "
-             f"(total_steps={length.total_steps}); nothing to do. Set a larger "
-             "--config.total_steps to continue it.")
+    loop.say(
+        f"{workdir} already holds a finished run at step {latest} "
+        f"(total_steps={length.total_steps}); nothing to do. Set a larger "
+        "--config.total_steps to continue it."
+    )
     return True
 
 
@@ -171,8 +181,8 @@ def abstract_state(config, objective, tx, mesh):
     shapes = jax.eval_shape(init, jax.random.key(0))
     shardings = sharding.state_shardings(shapes, mesh, config.mesh.fsdp_min_size)
     return init, jax.tree.map(
-        lambda leaf, s: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s),
-        shapes, shardings)
+        lambda leaf, s: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s), shapes, shardings
+    )
 
 
 def shardings_of(abstract):
@@ -184,7 +194,8 @@ def make_state(config, init, abstract, manager, workdir: str):
     `init`, jitted onto the shardings of `abstract`, or the newest intact
     checkpoint restored onto them, whatever mesh wrote it."""
     restored = checkpoint.restore_newest_intact(
-        manager, abstract, as_path(workdir) / "unreadable_checkpoints")
+        manager, abstract, as_path(workdir) / "unreadable_checkpoints"
+    )
     if restored is None:
         init_key, run_key = jax.random.split(jax.random.key(config.seed))
         state = jax.jit(init, out_shardings=shardings_of(abstract))(init_key)
@@ -192,13 +203,19 @@ def make_state(config, init, abstract, manager, workdir: str):
     state, record, latest = restored
     position = record["data"]
     if position["process_count"] != jax.process_count():
-        logging.warning("Checkpoint was written by %d processes, running on %d: the "
-                        "data order after step %d differs from the original run.",
-                        position["process_count"], jax.process_count(), latest)
-    if position["examples_per_process"] != latest * (config.batch_size
-                                                     // jax.process_count()):
-        logging.warning("Batch size changed since step %d; input restarts at the "
-                        "matching position for the new batch size.", latest)
+        logging.warning(
+            "Checkpoint was written by %d processes, running on %d: the "
+            "data order after step %d differs from the original run.",
+            position["process_count"],
+            jax.process_count(),
+            latest,
+        )
+    if position["examples_per_process"] != latest * (config.batch_size // jax.process_count()):
+        logging.warning(
+            "Batch size changed since step %d; input restarts at the "
+            "matching position for the new batch size.",
+            latest,
+        )
     run_key = jax.random.wrap_key_data(np.asarray(record["rng"], np.uint32))
     loop.say(f"Resumed from step {latest} of {manager.directory}")
     return state, run_key, latest, record
@@ -242,14 +259,12 @@ def run(task: Task, workdir: str, devices=None):
     try:
         init, abstract = abstract_state(config, objective, tx, mesh)
         state_sharding = shardings_of(abstract)
-        state, run_key, start, record = make_state(config, init, abstract, manager,
-                                                   workdir)
+        state, run_key, start, record = make_state(config, init, abstract, manager, workdir)
         if record is None:
             state = sharding.place(task.load_pretrained(state), state_sharding)
         else:
             task.resumed(record)
-        step_fn = step_lib.jit_train_step(config, objective, tx, lr_schedule,
-                                          state_sharding, mesh)
+        step_fn = step_lib.jit_train_step(config, objective, tx, lr_schedule, state_sharding, mesh)
         run_step = loop.host_batches_step(step_fn, task.batches(start), mesh, run_key)
         loop.run(config, workdir, length, manager, state, start, run_step, run_key, task)
         task.finish()

@@ -7,6 +7,7 @@ rule looks only at a leaf's shape, so the Adam moments and the EMA target get
 the same sharding as the online parameter they shadow. With fsdp = 1 this is
 plain data parallelism.
 """
+
 import math
 
 import jax
@@ -25,25 +26,26 @@ def mesh_shape(mesh_config, num_devices: int) -> tuple[int, int]:
     Raises ValueError naming the field when the sizes cannot cover the devices.
     """
     sizes = {DATA_AXIS: mesh_config.data, FSDP_AXIS: mesh_config.fsdp}
-    if any(size == 0 or size < -1 for size in sizes.values()) or list(
-            sizes.values()).count(-1) > 1:
+    if any(size == 0 or size < -1 for size in sizes.values()) or list(sizes.values()).count(-1) > 1:
         raise ValueError(
             f"config.mesh.data={sizes[DATA_AXIS]}, config.mesh.fsdp={sizes[FSDP_AXIS]}: "
             "each must be a positive size or -1 (the rest of the devices), at most "
-            "one -1.")
+            "one -1."
+        )
     known = math.prod(size for size in sizes.values() if size != -1)
     if num_devices % known:
         raise ValueError(
             f"config.mesh.data={sizes[DATA_AXIS]} x config.mesh.fsdp={sizes[FSDP_AXIS]} "
             f"does not divide the {num_devices} devices; e.g. --config.mesh.data=-1 "
-            f"--config.mesh.fsdp=1.")
-    sizes = {axis: num_devices // known if size == -1 else size
-             for axis, size in sizes.items()}
+            f"--config.mesh.fsdp=1."
+        )
+    sizes = {axis: num_devices // known if size == -1 else size for axis, size in sizes.items()}
     if sizes[DATA_AXIS] * sizes[FSDP_AXIS] != num_devices:
         raise ValueError(
             f"config.mesh.data={mesh_config.data} x config.mesh.fsdp={mesh_config.fsdp} "
             f"= {sizes[DATA_AXIS] * sizes[FSDP_AXIS]} devices, but there are "
-            f"{num_devices}; set one of them to -1.")
+            f"{num_devices}; set one of them to -1."
+        )
     return sizes[DATA_AXIS], sizes[FSDP_AXIS]
 
 
@@ -53,8 +55,7 @@ def make_mesh(mesh_config=None, devices=None) -> Mesh:
     No `mesh_config`: all devices on `data` (pure data parallel).
     """
     devices = jax.devices() if devices is None else list(devices)
-    shape = (len(devices), 1) if mesh_config is None else mesh_shape(
-        mesh_config, len(devices))
+    shape = (len(devices), 1) if mesh_config is None else mesh_shape(mesh_config, len(devices))
     # Lays the axes along the TPU torus when there is one; a reshape elsewhere,
     # which keeps each process's devices together on the batch axes.
     grid = mesh_utils.create_device_mesh(shape, devices, allow_split_physical_axes=True)
@@ -78,8 +79,7 @@ def param_spec(shape: tuple[int, ...], fsdp: int, min_size: int) -> P:
     """
     if fsdp == 1 or math.prod(shape) < min_size:
         return P()
-    divisible = [axis for axis in np.argsort(shape, kind="stable")[::-1]
-                 if shape[axis] % fsdp == 0]
+    divisible = [axis for axis in np.argsort(shape, kind="stable")[::-1] if shape[axis] % fsdp == 0]
     if not divisible:
         return P()
     spec = [None] * len(shape)
@@ -91,15 +91,17 @@ def state_shardings(abstract_state, mesh: Mesh, min_size: int):
     """NamedShardings for every leaf of a (abstract) train state."""
     fsdp = mesh.shape[FSDP_AXIS]
     return jax.tree.map(
-        lambda leaf: NamedSharding(mesh, param_spec(leaf.shape, fsdp, min_size)),
-        abstract_state)
+        lambda leaf: NamedSharding(mesh, param_spec(leaf.shape, fsdp, min_size)), abstract_state
+    )
 
 
 def global_batch(local_batch: dict, mesh: Mesh) -> dict:
     """Host-local numpy arrays -> global jax.Arrays split over the batch axes."""
     sharding = batch_sharding(mesh)
-    return {name: jax.make_array_from_process_local_data(sharding, array)
-            for name, array in local_batch.items()}
+    return {
+        name: jax.make_array_from_process_local_data(sharding, array)
+        for name, array in local_batch.items()
+    }
 
 
 def place(tree, shardings):
@@ -114,6 +116,6 @@ def place(tree, shardings):
         if isinstance(value, jax.Array):
             return value
         value = np.asarray(value)
-        return jax.make_array_from_callback(value.shape, leaf_sharding,
-                                            lambda index: value[index])
+        return jax.make_array_from_callback(value.shape, leaf_sharding, lambda index: value[index])
+
     return jax.tree.map(put, tree, shardings)

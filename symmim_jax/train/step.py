@@ -7,6 +7,7 @@ input normalization, gradient accumulation, the optimizer update, the updates
 that are not gradient steps (an EMA target, method state), and skipping
 non-finite steps.
 """
+
 import abc
 import functools
 from typing import Any
@@ -22,12 +23,12 @@ from symmim_jax.train import sharding
 
 @flax.struct.dataclass
 class TrainState:
-    step: jax.Array            # int32 scalar: steps taken, skipped ones included
-    params: Any                # trained by gradient
-    target_params: Any         # read by the loss, not trained: EMA target, frozen encoder; {}
-    method_state: Any          # the objective's non-parameter state (e.g. BatchNorm stats); {}
+    step: jax.Array  # int32 scalar: steps taken, skipped ones included
+    params: Any  # trained by gradient
+    target_params: Any  # read by the loss, not trained: EMA target, frozen encoder; {}
+    method_state: Any  # the objective's non-parameter state (e.g. BatchNorm stats); {}
     opt_state: optax.OptState
-    bad_steps: jax.Array       # int32 scalar: non-finite steps skipped in total
+    bad_steps: jax.Array  # int32 scalar: non-finite steps skipped in total
     consecutive_bad_steps: jax.Array  # int32 scalar: ... since the last good one
 
 
@@ -36,6 +37,7 @@ class LossOutput:
     """An objective's loss: the scalar minimized, scalars to log, and the
     observations `after_step` turns into new method state (averaged over
     micro-batches like everything else here)."""
+
     loss: jax.Array
     metrics: dict
     observations: Any = flax.struct.field(default_factory=dict)
@@ -62,34 +64,43 @@ class Objective(abc.ABC):
 
 def init_state(objective: Objective, tx, key, image_shape) -> TrainState:
     """Fresh state; jit this with out_shardings to create it already sharded."""
-    params, target_params, method_state = objective.init(
-        key, jnp.zeros(image_shape, jnp.float32))
+    params, target_params, method_state = objective.init(key, jnp.zeros(image_shape, jnp.float32))
     zero = jnp.zeros((), jnp.int32)
-    return TrainState(step=zero, params=params, target_params=target_params,
-                      method_state=method_state, opt_state=tx.init(params),
-                      bad_steps=zero, consecutive_bad_steps=zero)
+    return TrainState(
+        step=zero,
+        params=params,
+        target_params=target_params,
+        method_state=method_state,
+        opt_state=tx.init(params),
+        bad_steps=zero,
+        consecutive_bad_steps=zero,
+    )
 
 
-def loss_and_grads(objective: Objective, state: TrainState, batch: dict, key,
-                   accum_steps: int = 1):
+def loss_and_grads(objective: Objective, state: TrainState, batch: dict, key, accum_steps: int = 1):
     """-> (LossOutput, grads) of `batch`, as the mean over `accum_steps`
     micro-batches run one after another (a scan: one micro-batch's activations
     live at a time). Equal to the full batch for a loss that is a mean over
     examples; masks and drop path are drawn per micro-batch."""
+
     def grad_fn(params, micro_batch, micro_key):
         def loss(p):
-            out = objective.loss(p, micro_batch, micro_key,
-                                 target_params=state.target_params,
-                                 method_state=state.method_state)
+            out = objective.loss(
+                p,
+                micro_batch,
+                micro_key,
+                target_params=state.target_params,
+                method_state=state.method_state,
+            )
             return out.loss, out
+
         return jax.grad(loss, has_aux=True)(params)[::-1]  # (out, grads)
 
     if accum_steps == 1:
         return grad_fn(state.params, batch, key)
     # Micro-batch i holds rows i, i + k, i + 2k, ...: each stays split over
     # every device that holds a slice of the batch. [k, B/k, ...]
-    micro = jax.tree.map(
-        lambda x: x.reshape(-1, accum_steps, *x.shape[1:]).swapaxes(0, 1), batch)
+    micro = jax.tree.map(lambda x: x.reshape(-1, accum_steps, *x.shape[1:]).swapaxes(0, 1), batch)
 
     def add(total, inputs):
         micro_batch, index = inputs
@@ -97,8 +108,10 @@ def loss_and_grads(objective: Objective, state: TrainState, batch: dict, key,
         return jax.tree.map(jnp.add, total, out), None
 
     first = jax.tree.map(lambda x: x[0], micro)
-    zeros = jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype),
-                         jax.eval_shape(grad_fn, state.params, first, key))
+    zeros = jax.tree.map(
+        lambda leaf: jnp.zeros(leaf.shape, leaf.dtype),
+        jax.eval_shape(grad_fn, state.params, first, key),
+    )
     total, _ = jax.lax.scan(add, zeros, (micro, jnp.arange(accum_steps)))
     return jax.tree.map(lambda x: x / accum_steps, total)
 
@@ -112,14 +125,26 @@ def model_inputs(batch: dict, step, mean, std, nan_at_steps=()) -> dict:
         batch["image"] = patches.normalize(batch["image"], mean, std)  # [B, H, W, 3]
     if nan_at_steps:
         poisoned = jnp.isin(step + 1, jnp.asarray(nan_at_steps))
-        batch = {name: jnp.where(poisoned, jnp.nan, x)
-                 if jnp.issubdtype(x.dtype, jnp.floating) else x
-                 for name, x in batch.items()}
+        batch = {
+            name: jnp.where(poisoned, jnp.nan, x) if jnp.issubdtype(x.dtype, jnp.floating) else x
+            for name, x in batch.items()
+        }
     return batch
 
 
-def train_step(state: TrainState, batch, key, *, objective: Objective, tx, lr_schedule,
-               mean, std, nan_at_steps=(), accum_steps: int = 1):
+def train_step(
+    state: TrainState,
+    batch,
+    key,
+    *,
+    objective: Objective,
+    tx,
+    lr_schedule,
+    mean,
+    std,
+    nan_at_steps=(),
+    accum_steps: int = 1,
+):
     """(state, batch, key) -> (state, metrics): loss, grads, update, after_step.
 
     `key` is the run's base key; each step folds in its step number so the
@@ -133,20 +158,29 @@ def train_step(state: TrainState, batch, key, *, objective: Objective, tx, lr_sc
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     target_params, method_state, after_metrics = objective.after_step(
-        params, state.target_params, state.method_state, out.observations, state.step)
+        params, state.target_params, state.method_state, out.observations, state.step
+    )
     grad_norm = optax.global_norm(grads)
     finite = jnp.isfinite(out.loss) & jnp.isfinite(grad_norm)
-    new = {"params": params, "target_params": target_params,
-           "method_state": method_state, "opt_state": opt_state}
+    new = {
+        "params": params,
+        "target_params": target_params,
+        "method_state": method_state,
+        "opt_state": opt_state,
+    }
     old = {name: getattr(state, name) for name in new}
     bad = (~finite).astype(jnp.int32)
     # Select, not multiply: 0 * NaN would still be NaN.
     new_state = state.replace(
-        step=state.step + 1, bad_steps=state.bad_steps + bad,
+        step=state.step + 1,
+        bad_steps=state.bad_steps + bad,
         consecutive_bad_steps=(state.consecutive_bad_steps + 1) * bad,
-        **optax.tree_utils.tree_where(finite, new, old))
+        **optax.tree_utils.tree_where(finite, new, old),
+    )
     metrics = {
-        "loss": out.loss, **out.metrics, **after_metrics,
+        "loss": out.loss,
+        **out.metrics,
+        **after_metrics,
         "lr": lr_schedule(state.step),
         "grad_norm": grad_norm,
         "param_norm": optax.global_norm(new_state.params),
@@ -161,13 +195,18 @@ def jit_train_step(config, objective: Objective, tx, lr_schedule, state_sharding
     in place), batch split over the batch axes, metrics replicated. Nothing in
     it waits on the host, so steps queue up on the devices."""
     step = functools.partial(
-        train_step, objective=objective, tx=tx, lr_schedule=lr_schedule,
-        mean=config.input.mean, std=config.input.std,
+        train_step,
+        objective=objective,
+        tx=tx,
+        lr_schedule=lr_schedule,
+        mean=config.input.mean,
+        std=config.input.std,
         nan_at_steps=tuple(config.debug.nan_at_steps),
-        accum_steps=config.grad_accum_steps)
+        accum_steps=config.grad_accum_steps,
+    )
     return jax.jit(
         step,
-        in_shardings=(state_sharding, sharding.batch_sharding(mesh),
-                      sharding.replicated(mesh)),
+        in_shardings=(state_sharding, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
         out_shardings=(state_sharding, sharding.replicated(mesh)),
-        donate_argnums=0)
+        donate_argnums=0,
+    )
