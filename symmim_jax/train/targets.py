@@ -67,8 +67,10 @@ _GPU_CONFIGS = pathlib.Path(__file__).with_name("gpu_targets")
 TARGETS = {
     target.name: target
     for target in (
+        Target("h100x1", CHIPS["H100"], "cuda", "1x1x1", "h100_sxm_80gb.txtpb"),  # device checks
         Target("h100x8", CHIPS["H100"], "cuda", "1x1x8", "h100_sxm_80gb.txtpb"),
         Target("h100x8x2", CHIPS["H100"], "cuda", "1x2x8", "h100_sxm_80gb.txtpb"),
+        Target("h200x1", CHIPS["H200"], "cuda", "1x1x1", "h200_sxm_141gb.txtpb"),  # device checks
         Target("h200x8", CHIPS["H200"], "cuda", "1x1x8", "h200_sxm_141gb.txtpb"),
         Target("a100x8", CHIPS["A100"], "cuda", "1x1x8", "a100_sxm_80gb.txtpb"),
         Target("v4-32", CHIPS["TPU v4"], "tpu", "v4:2x2x4", chip_config="megacore"),
