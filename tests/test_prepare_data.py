@@ -173,8 +173,11 @@ def test_preparing_again_changes_nothing(prepared):
     assert snapshot(root / "tfds") == before
 
 
-def test_multi_process_run_stops_on_unprepared_data(prepared, several_processes, tmp_path):
+def test_multi_process_run_stops_on_unprepared_data(
+    prepared, several_processes, tmp_path, monkeypatch
+):
     root, values, _ = prepared
+    monkeypatch.setattr(sys, "argv", ["pretrain.py", "--config=c.py", "--workdir=w"])
     config = make_config({**values, "dataset.data_dir": str(tmp_path / "tfds")})
     with pytest.raises(run.ConfigError) as error:
         pretrain.train(config, str(tmp_path / "run"))
@@ -182,7 +185,7 @@ def test_multi_process_run_stops_on_unprepared_data(prepared, several_processes,
     assert "\n" not in message
     assert message.startswith(f"Dataset 'imagenet2012' is not prepared in {tmp_path / 'tfds'} ")
     assert "a run of 2 processes does not prepare data" in message
-    assert message.endswith("`python -m symmim_jax.prepare_data --config=CONFIG`.")
+    assert message.endswith("`python -m symmim_jax.prepare_data --config=c.py`.")
     assert not (tmp_path / "tfds").exists() and not (tmp_path / "run").exists()
 
 
@@ -257,7 +260,8 @@ def test_wrong_imagenet_files_are_named(tmp_path, break_it, message):
     assert not (tmp_path / "tfds").exists()
 
 
-def test_image_folder_is_indexed_once_for_several_processes(tmp_path):
+def test_image_folder_is_indexed_once_for_several_processes(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["pretrain.py"])  # not from a command line
     for label, color in (("a", "red"), ("b", "blue")):
         (tmp_path / "images" / "train" / label).mkdir(parents=True)
         Image.new("RGB", (6, 5), color).save(tmp_path / "images" / "train" / label / "x.png")
