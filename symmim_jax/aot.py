@@ -32,8 +32,10 @@ if _PLUGINS.is_dir():
     sys.path.insert(0, str(_PLUGINS))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# libtpu otherwise asks the (absent) metadata server who it is.
+# libtpu otherwise asks the (absent) metadata server who it is, and lets one
+# process at a time load it (a lock meant for processes sharing real chips).
 os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 
 import json  # noqa: E402
 import time  # noqa: E402
