@@ -42,7 +42,6 @@ def test_h100_programs_use_cudnn_attention_at_197_tokens(compiled_cases, kind):
     assert report["attention_impl"] == "cudnn" and report["attention"] == "cudnn"
     assert report["fits"] and 0 < report["memory_per_device_bytes"] < 2**30
     assert report["flops_per_step"] > 0 and report["collectives"].get("all-reduce", 0) > 0
-    assert report["compile_seconds"] < 60
 
 
 @pytest.mark.parametrize("kind", ["pretrain", "finetune", "probe"])
@@ -51,7 +50,6 @@ def test_tpu_programs_compile_with_xla_attention(compiled_cases, kind):
     assert report["devices"] == 4 and report["attention"] == "xla" and report["fits"]
     assert report["bytes_accessed"] > 0  # TPU executables carry XLA's cost analysis
     assert report["step_ms_lower_bound"] > 0 and 0 < report["mfu_upper_bound"] <= 1
-    assert report["compile_seconds"] < 60
 
 
 def test_model_flops_do_not_depend_on_the_target(compiled_cases):
