@@ -171,10 +171,14 @@ def with_batch(config, batch_size: int):
     return config
 
 
-def find_max_batch(config, target, devices, margin, max_compiles: int = 8) -> dict:
+def find_max_batch(
+    config, target, devices, margin, max_compiles: int = 8, resolution: float = 0.0
+) -> dict:
     """The largest batch per device that fits: compiles at the config's batch,
     then guesses from the line through the memory of two batches (memory grows
-    linearly with the batch), and bisects what the guesses leave."""
+    linearly with the batch), and bisects what the guesses leave, until the
+    largest fitting batch is known to within `resolution` of itself (0: to one
+    batch per device, or one micro-batch's worth with accumulation)."""
     unit = config.grad_accum_steps  # per device: every micro-batch splits over all
     per_device = max(unit, config.batch_size // len(devices) // unit * unit)
     fits, fails, seen = 0, None, {}
@@ -186,7 +190,8 @@ def find_max_batch(config, target, devices, margin, max_compiles: int = 8) -> di
             fits = max(fits, per_device)
         else:
             fails = per_device if fails is None else min(fails, per_device)
-        guess = _next_guess(seen, fits, fails, unit, target.chip.memory_bytes * margin)
+        step = max(unit, int(fits * resolution) // unit * unit)
+        guess = _next_guess(seen, fits, fails, step, target.chip.memory_bytes * margin)
         if guess is None:
             break
         per_device = guess
@@ -235,7 +240,11 @@ def main(argv):
         config = run.checked(for_target, config, target)
         result = describe(config, target, devices, margin)
         if flags.FLAGS.find_max_batch:
-            result.update(find_max_batch(config, target, devices, margin))
+            result.update(
+                find_max_batch(
+                    config, target, devices, margin, resolution=flags.FLAGS.batch_resolution
+                )
+            )
         else:
             result.update(compile_step(config, target, devices, margin))
     except run.ConfigError as err:
@@ -250,5 +259,11 @@ if __name__ == "__main__":
     flags.DEFINE_string("target", None, f"One of {sorted(targets.TARGETS)}.")
     flags.DEFINE_float("memory_margin", 0.9, "Fits: memory <= margin x the device's memory.")
     flags.DEFINE_bool("find_max_batch", False, "Search the largest batch per device that fits.")
+    flags.DEFINE_float(
+        "batch_resolution",
+        0.0,
+        "--find_max_batch stops once the largest batch that fits is known to within this "
+        "fraction of itself (0: exactly; 0.1 saves compiles of large models).",
+    )
     flags.mark_flags_as_required(["config", "target"])
     app.run(main)
