@@ -188,8 +188,11 @@ def test_remat_keeps_names_values_and_gradients(policy):
         jax.jit(jax.value_and_grad(lambda p, m=m: loss(m, p)))(params) for m in (model, remat)
     )
     np.testing.assert_allclose(plain[0], rematted[0], rtol=1e-6)
+    # A bias that a LayerNorm follows has a gradient of almost only rounding
+    # noise, which recomputation reorders: tolerance relative to the largest.
+    scale = max(float(np.max(np.abs(g))) for g in jax.tree.leaves(plain[1]))
     for a, b in zip(jax.tree.leaves(plain[1]), jax.tree.leaves(rematted[1])):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * scale)
 
 
 @pytest.mark.parametrize(
