@@ -1,13 +1,17 @@
 """The demo config shrunk to a toy model, for tests that train.
 
-Also a config file: `--config=tests/tiny_config.py`.
+Also a config file: `--config=tests/tiny_config.py` (pretraining),
+`--config=tests/tiny_config.py:finetune` or `:linear_probe`.
 """
 
 from symmim_jax.configs import demo
 
 
-def get_config():
-    """mu/4 ViT at 16 px (a 4 x 4 grid), small heads, batch 8."""
+def get_config(kind=None):
+    """mu/4 ViT at 16 px (a 4 x 4 grid), small heads, batch 8; `kind`
+    "finetune" or "linear_probe" gives that function's config."""
+    if kind:
+        return {"finetune": finetune, "linear_probe": linear_probe}[kind]()
     config = demo.get_config()
     config.model.variant = "mu/4"
     config.input.image_size = 16
