@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_WORKDIR ?= workdirs/demo
 DEMO_ARGS ?=
 
-.PHONY: setup test demo lint clean
+.PHONY: setup test demo lint aot-setup clean
 
 setup: $(VENV)/.installed $(FASHION_MNIST)
 
@@ -28,12 +28,20 @@ $(VENV)/.installed-export: $(VENV)/.installed requirements-export.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-export.txt -c requirements.txt
 	touch $@
 
+# The GPU and TPU compilers of `python -m symmim_jax.aot` (~2.4 GB), in a folder
+# that only that command puts on its path: other runs never see the plugins.
+$(VENV)/.installed-aot: $(VENV)/.installed requirements-aot.txt
+	$(PY) -m pip install --quiet --no-deps --target $(VENV)/aot_plugins -r requirements-aot.txt
+	touch $@
+
 $(FASHION_MNIST):
 	$(SUDO) apt-get install -y dataset-fashion-mnist || \
 	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist)
 
-test: setup $(VENV)/.installed-export
+test: setup $(VENV)/.installed-export $(VENV)/.installed-aot
 	$(PY) -m pytest -q -n 2 tests
+
+aot-setup: setup $(VENV)/.installed-aot
 
 lint: setup
 	$(VENV)/bin/ruff check symmim_jax tests experiments

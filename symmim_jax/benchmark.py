@@ -23,48 +23,24 @@ from absl import app, flags  # noqa: E402
 import jax  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from symmim_jax import methods  # noqa: E402
+from symmim_jax import methods, pretrain  # noqa: E402
 from symmim_jax.data import pipeline, sources  # noqa: E402
 from symmim_jax.models import vit  # noqa: E402
-from symmim_jax.train import distributed, optim, run, sharding  # noqa: E402
+from symmim_jax.train import costs, distributed, run, sharding, targets  # noqa: E402
 from symmim_jax.train.step import jit_train_step  # noqa: E402
 
-# Dense bf16 peak per chip in TFLOP/s (vendor figures), by device_kind
-# substring; the first match wins, so the more specific names come first.
-PEAK_TFLOPS = (
-    ("H100 PCIe", 756.0),
-    ("H100", 989.4),
-    ("H200", 989.4),
-    ("A100", 312.0),
-    ("TPU v4", 275.0),
-    ("TPU v5 lite", 197.0),
-    ("TPU v5e", 197.0),
-    ("TPU v5p", 459.0),
-    ("TPU v5", 459.0),
-)
 
-
-def peak_tflops(device_kind: str) -> float | None:
-    """Peak dense bf16 TFLOP/s of one device; None when unknown (CPU)."""
-    return next((peak for name, peak in PEAK_TFLOPS if name in device_kind), None)
-
-
-def model_flops(config, tx, schedule, mesh, state_sharding, state, batch, key):
-    """FLOPs of one step as the model needs them: without remat's recompute
-    and with one micro-batch (XLA's cost analysis counts a loop body once)."""
-    plain = config.copy_and_resolve_references()
-    with plain.unlocked():
-        plain.model.remat, plain.grad_accum_steps = "none", 1
-    lowered = jit_train_step(
-        plain, methods.build(plain, 1000), tx, schedule, state_sharding, mesh
-    ).lower(state, batch, key)
-    return lowered.cost_analysis()["flops"]
+def build(config):
+    """The pretraining step's objective, optimizer and schedule (a 1000-step run)."""
+    task = pretrain.Pretraining(config)
+    task.check_config()
+    length = run.RunLength(steps_per_epoch=1000, total_steps=1000, warmup_steps=100)
+    return task.build(length, run.DataFacts(sources.SYNTHETIC_EXAMPLES))
 
 
 def time_step(config, steps: int, warmup: int) -> dict:
     mesh = sharding.make_mesh(config.mesh)
-    method = methods.build(config, 1000)
-    tx, schedule = optim.make_adamw(config.optim, config.batch_size, 1000, 100)
+    method, tx, schedule = build(config)
     init, abstract = run.abstract_state(config, method, tx, mesh)
     state_sharding = run.shardings_of(abstract)
     state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(0))
@@ -73,7 +49,7 @@ def time_step(config, steps: int, warmup: int) -> dict:
         synthetic.dataset.name = sources.SYNTHETIC
     batch = sharding.global_batch(next(pipeline.make_train_iterator(synthetic)), mesh)
     key = jax.random.key(1)
-    flops = model_flops(config, tx, schedule, mesh, state_sharding, state, batch, key)
+    flops = costs.model_flops(config, build)
     step = jit_train_step(config, method, tx, schedule, state_sharding, mesh)
     compiled = step.lower(state, batch, key).compile()
     for _ in range(warmup):
@@ -87,9 +63,9 @@ def time_step(config, steps: int, warmup: int) -> dict:
 
     devices = jax.device_count()
     device = jax.devices()[0]
-    peak = peak_tflops(device.device_kind)
+    chip = targets.chip_of_device_kind(device.device_kind)
+    peak = None if chip is None else chip.peak_flops / 1e12
     achieved = flops / seconds / devices / 1e12
-    memory = compiled.memory_analysis()
     stats = device.memory_stats() or {}
     size = vit.decode_variant(config.model.variant)
     return {
@@ -101,14 +77,7 @@ def time_step(config, steps: int, warmup: int) -> dict:
         "peak_tflops_per_device": peak,
         "mfu": None if peak is None else round(achieved / peak, 4),
         "peak_memory_bytes_per_device": stats.get("peak_bytes_in_use"),
-        "compiled_memory_bytes_per_device": (
-            memory.argument_size_in_bytes
-            + memory.output_size_in_bytes
-            + memory.temp_size_in_bytes
-            - memory.alias_size_in_bytes
-        )
-        if memory is not None
-        else None,
+        "compiled_memory_bytes_per_device": costs.memory(compiled)["total"],
         "mesh": {name: int(n) for name, n in mesh.shape.items()},
         "attention_impl": method.encoder.attention_impl,
         "head_dim": size.width // size.num_heads,

@@ -98,26 +98,36 @@ class FineTuning(run.Task):
         if not 0 <= aug.reprob <= 1:
             raise ValueError(f"config.augment.reprob={aug.reprob} must be in [0, 1].")
 
-    def prepare(self):
+    def read_inputs(self):
         config = self.config
         num_examples = sources.num_examples(config.dataset)
-        self.num_classes = sources.num_classes(config.dataset)
+        num_classes = sources.num_classes(config.dataset)
         sources.num_examples(sources.with_split(config.dataset, config.finetune.eval_split))
-        self.objective = FineTune(config, self.num_classes)
-        self.pretrained, self.init_info = checkpoint.load_init_encoder(
-            config, self.objective.net.encoder
-        )
-        return run.run_length(config, num_examples)
+        encoder = classifier.build(config.model, num_classes).encoder
+        self.pretrained, self.init_info = checkpoint.load_init_encoder(config, encoder)
+        return run.DataFacts(num_examples, num_classes)
 
-    def build(self, length, mesh, workdir):
-        config, objective = self.config, self.objective
+    def build(self, length, facts):
+        config = self.config
+        self.length = length
+        self.objective = FineTune(config, facts.num_classes)
         tx, lr_schedule = optim.make_finetune_adamw(
             config.optim,
             config.batch_size,
             length.total_steps,
             length.warmup_steps,
-            depth=objective.net.encoder.depth,
+            depth=self.objective.net.encoder.depth,
         )
+        return self.objective, tx, lr_schedule
+
+    def input_spec(self, batch_size):
+        return {
+            **super().input_spec(batch_size),
+            "label": jax.ShapeDtypeStruct((batch_size,), jnp.int32),
+        }
+
+    def start(self, mesh, workdir):
+        config, objective = self.config, self.objective
         scores = classification.make_accuracy(
             lambda params, batch: objective.logits(
                 params, patches.normalize(batch["image"], config.input.mean, config.input.std)
@@ -136,9 +146,11 @@ class FineTuning(run.Task):
             return result, state.params
 
         self.evaluation = classification.Evaluation(
-            workdir, score, config.eval_every or length.steps_per_epoch, length.total_steps
+            workdir,
+            score,
+            config.eval_every or self.length.steps_per_epoch,
+            self.length.total_steps,
         )
-        return objective, tx, lr_schedule
 
     def load_pretrained(self, state):
         if self.pretrained is None:

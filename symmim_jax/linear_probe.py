@@ -127,32 +127,47 @@ class LinearProbing(run.Task):
                 "one process; set config.probe.augment=True for multi-process runs."
             )
 
-    def prepare(self):
-        config = self.config
-        self.encoder = vit.build_encoder(config.model).clone(drop_path=0.0, parent=None)
-        self.num_examples = sources.num_examples(config.dataset)
-        sources.num_examples(sources.with_split(config.dataset, config.probe.eval_split))
-        self.num_classes = sources.num_classes(config.dataset)
-        if config.probe.train_examples and not config.probe.augment:
-            self.num_examples = min(self.num_examples, config.probe.train_examples)
-        self.pretrained, self.init_info = checkpoint.load_init_encoder(config, self.encoder)
-        return run.run_length(config, self.num_examples)
+    def frozen_encoder(self):
+        return vit.build_encoder(self.config.model).clone(drop_path=0.0, parent=None)
 
-    def build(self, length, mesh, workdir):
+    def read_inputs(self):
         config = self.config
-        self.mesh = mesh
-        self.objective = LinearProbe(self.encoder, config.probe, config.input, self.num_classes)
-        if self.pretrained is None:  # random features: the encoder's init from the seed
-            images = jnp.zeros((1, config.input.image_size, config.input.image_size, 3))
-            self.pretrained = jax.device_get(
-                self.encoder.init(jax.random.fold_in(jax.random.key(config.seed), 1), images)[
-                    "params"
-                ]
-            )
-        self.frozen = self.objective.trim(self.pretrained)
+        num_examples = sources.num_examples(config.dataset)
+        sources.num_examples(sources.with_split(config.dataset, config.probe.eval_split))
+        num_classes = sources.num_classes(config.dataset)
+        if config.probe.train_examples and not config.probe.augment:
+            num_examples = min(num_examples, config.probe.train_examples)
+        self.pretrained, self.init_info = checkpoint.load_init_encoder(
+            config, self.frozen_encoder()
+        )
+        return run.DataFacts(num_examples, num_classes)
+
+    def build(self, length, facts):
+        config = self.config
+        self.length, self.num_examples = length, facts.num_examples
+        self.objective = LinearProbe(
+            self.frozen_encoder(), config.probe, config.input, facts.num_classes
+        )
         tx, lr_schedule = optim.make_lars(
             config.optim, config.batch_size, length.total_steps, length.warmup_steps
         )
+        return self.objective, tx, lr_schedule
+
+    def input_spec(self, batch_size):
+        label = jax.ShapeDtypeStruct((batch_size,), jnp.int32)
+        if self.objective.encodes:
+            return {**super().input_spec(batch_size), "label": label}
+        width = self.objective.width
+        return {"feature": jax.ShapeDtypeStruct((batch_size, width), jnp.float32), "label": label}
+
+    def start(self, mesh, workdir):
+        config = self.config
+        self.mesh = mesh
+        if self.pretrained is None:  # random features: the encoder's init from the seed
+            images = jnp.zeros((1, config.input.image_size, config.input.image_size, 3))
+            key = jax.random.fold_in(jax.random.key(config.seed), 1)
+            self.pretrained = jax.device_get(self.frozen_encoder().init(key, images)["params"])
+        self.frozen = self.objective.trim(self.pretrained)
         accuracy = classification.make_accuracy(self.objective.logits, mesh)
         self.eval_batches = lambda: pipeline.make_eval_iterator(config, config.probe.eval_split)
         self.evaluation = classification.Evaluation(
@@ -161,10 +176,9 @@ class LinearProbing(run.Task):
                 accuracy(state, self.eval_batches()),
                 {"params": state.params, "batch_stats": state.method_state},
             ),
-            config.eval_every or length.steps_per_epoch,
-            length.total_steps,
+            config.eval_every or self.length.steps_per_epoch,
+            self.length.total_steps,
         )
-        return self.objective, tx, lr_schedule
 
     def load_pretrained(self, state):
         return state.replace(target_params=self.frozen) if self.objective.encodes else state
@@ -201,7 +215,7 @@ class LinearProbing(run.Task):
         self.evaluation.write_results(
             self.init_info,
             pool=self.config.probe.pool,
-            block=self.config.probe.block or self.encoder.depth,
+            block=self.config.probe.block or self.objective.encoder.depth,
         )
         if self.evaluation.last:
             loop.say(

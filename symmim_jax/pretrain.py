@@ -37,22 +37,24 @@ class Pretraining(run.Task):
         self.method_class.check_config(config)
         knn.check_config(config.knn)
 
-    def prepare(self):
+    def read_inputs(self):
         config = self.config
         num_examples = sources.num_examples(config.dataset)
         if config.knn.every:  # the monitor needs labels and its held-out split
             sources.num_classes(config.dataset)
             sources.num_examples(sources.with_split(config.dataset, config.knn.test_split))
-        return run.run_length(config, num_examples)
+        return run.DataFacts(num_examples)
 
-    def build(self, length, mesh, workdir):
+    def build(self, length, facts):
         config = self.config
         self.method = self.method_class(config, length.total_steps)
-        self.monitor = knn.monitor(config, self.method.encoder, mesh)
         tx, lr_schedule = optim.make_adamw(
             config.optim, config.batch_size, length.total_steps, length.warmup_steps
         )
         return self.method, tx, lr_schedule
+
+    def start(self, mesh, workdir):
+        self.monitor = knn.monitor(self.config, self.method.encoder, mesh)
 
     def batches(self, start_step):
         return pipeline.make_train_iterator(self.config, start_step=start_step)

@@ -1,9 +1,22 @@
-"""Test-wide set-up: 8 fake CPU devices so sharded code runs as on a pod slice."""
+"""Test-wide set-up: 8 fake CPU devices so sharded code runs as on a pod slice;
+cheap, cached compiles (compiling, not running, is most of the suite's time)."""
 
+import getpass
 import os
+import tempfile
 
-# Must be set before jax initialises its backends.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+import fast_compile
+
+# Must be set before jax initialises its backends; subprocesses inherit them.
+os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count=8 {fast_compile.FLAGS}")
+# Tests and the runs they start compile the same small programs many times
+# (every resume, every subprocess): one compilation cache for all of them.
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    os.path.join(tempfile.gettempdir(), f"symmim_jax_tests_{getpass.getuser()}_jax_cache"),
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

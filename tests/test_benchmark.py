@@ -1,12 +1,10 @@
-"""Benchmark pieces: the peak table and the model-FLOP count."""
+"""Benchmark pieces: the chip table lookup and the model-FLOP count."""
 
-import jax
-import jax.numpy as jnp
 import pytest
 import tiny_config
 
-from symmim_jax import benchmark, methods
-from symmim_jax.train import optim, run, sharding
+from symmim_jax import benchmark
+from symmim_jax.train import costs, targets
 
 
 @pytest.mark.parametrize(
@@ -22,22 +20,15 @@ from symmim_jax.train import optim, run, sharding
         ("cpu", None),
     ],
 )
-def test_peak_tflops(kind, peak):
-    assert benchmark.peak_tflops(kind) == peak
+def test_chip_of_device_kind(kind, peak):
+    chip = targets.chip_of_device_kind(kind)
+    assert (chip and chip.peak_flops / 1e12) == peak
 
 
 def _flops(**overrides):
     config = tiny_config.get_config()
     config.update_from_flattened_dict(overrides)
-    mesh = sharding.make_mesh(config.mesh)
-    method = methods.build(config, 10)
-    tx, schedule = optim.make_adamw(config.optim, config.batch_size, 10, 1)
-    _, abstract = run.abstract_state(config, method, tx, mesh)
-    shardings = run.shardings_of(abstract)
-    batch = {"image": jax.ShapeDtypeStruct((config.batch_size, 16, 16, 3), jnp.uint8)}
-    return benchmark.model_flops(
-        config, tx, schedule, mesh, shardings, abstract, batch, jax.random.key(0)
-    )
+    return costs.model_flops(config, benchmark.build)
 
 
 def test_model_flops_ignore_remat_and_accumulation_and_scale_with_the_batch():

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 
+import fast_compile
 import jax
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ def _launch(workdir, port, process_id):
         os.environ,
         JAX_PLATFORMS="cpu",
         JAX_NUM_CPU_DEVICES="4",
-        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count=4 {fast_compile.FLAGS}",
         JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
     )
     command = [

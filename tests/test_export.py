@@ -154,7 +154,9 @@ def test_a_named_timm_model_sets_the_image_size():
         timm_name="vit_tiny_patch16_384.augreg_in21k_ft_in1k",
     )
     assert (model.image_size, model.kwargs) == (384, {"num_classes": 0})
-    with pytest.raises(ValueError, match="is ViT-S/16 .* but the checkpoint holds width"):
+    with pytest.raises(
+        ValueError, match="is a ViT of width 384, .* but the checkpoint holds width"
+    ):
         timm_vit.timm_model(
             arch, 224, num_classes=0, mean_pool=False, timm_name="vit_small_patch16_224"
         )
@@ -252,7 +254,7 @@ def test_cli_verify_fails_on_wrong_weights(pretraining_run, tmp_path, monkeypatc
         (["--timm-name=vit_tiny_patch4_16"], "--timm-name=vit_tiny_patch4_16 is not a timm"),
         (
             ["--timm-name=vit_base_patch16_224"],
-            "is ViT-B/16 (width 768, depth 12, 12 heads) but the checkpoint holds width 32",
+            "is a ViT of width 768, depth 12, 12 heads, patch 16, but the checkpoint holds",
         ),
         (["--out=model.onnx"], "--out=model.onnx must end in .safetensors or .pth."),
     ],

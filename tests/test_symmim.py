@@ -59,34 +59,49 @@ def test_loss_is_the_weighted_sum_of_the_three_terms(setup):
     assert float(loss1) == pytest.approx(float(terms1["loss_rec1"]), rel=1e-6)
 
 
-def test_loss_terms_recomputed_from_branch_outputs(setup):
-    """The method's terms equal the loss functions applied to both branches."""
-    method, images, params, target = setup
-    key = jax.random.key(5)
-    _, terms = pretrain_loss(method, params, images, key, target)
+def _terms_on_every_patch(method, params, target, images, key):
+    """The three terms from both branches run on all N patches (the heads'
+    outputs then masked): the reference for the method's gathered M1 heads."""
     mask_key, drop_key = jax.random.split(key)
     m1, m2 = method.masks(mask_key, images.shape[0])
     online = method.net.apply(
-        {"params": params},
-        images,
-        m1,
-        train=True,
-        with_predictor=True,
-        rngs={"drop_path": drop_key},
+        {"params": params}, images, m1, train=True, online=True, rngs={"drop_path": drop_key}
     )
-    tgt = method.net.apply({"params": target}, images, m2, train=False, with_predictor=False)
-    pixels = patches.patchify(images, 4)
-    np.testing.assert_allclose(
-        terms["loss_rec1"], losses.masked_l1(online["pixels"], pixels, m1), rtol=1e-5
-    )
-    np.testing.assert_allclose(
-        terms["loss_rec2"], losses.masked_l1(online["pixels"], tgt["pixels"], m1 & m2), rtol=1e-5
-    )
-    np.testing.assert_allclose(
-        terms["loss_con"],
-        losses.patch_infonce(online["prediction"], tgt["projection"], m1, 0.1),
-        rtol=1e-5,
-    )
+    tgt = method.net.apply({"params": target}, images, m2, train=False, online=False)
+    sc = method.config
+    pixels = patches.pixel_targets(images, 4, sc.norm_pix_target)
+    return {
+        "loss_rec1": losses.masked_l1(online["pixels"], pixels, m1),
+        "loss_rec2": losses.masked_l1(online["pixels"], tgt["pixels"], m1 & m2),
+        "loss_con": losses.patch_infonce(
+            online["prediction"], tgt["projection"], m1, sc.temperature, sc.contrast_dictionary
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "overrides, num_m1",
+    [
+        ({}, 8),  # 4 x 4 boards of single patches: M1 is exactly half
+        ({"contrast_dictionary": "batch"}, 8),
+        ({"online_cell_size": 8, "random_offset": True}, 8),  # shifted 2-patch cells
+        # One cell: M1 is the whole image or nothing, so gathered rows fall
+        # outside M1 and some images have no query at all.
+        ({"online_cell_size": 16}, 16),
+    ],
+)
+def test_heads_on_m1_patches_equal_heads_on_every_patch(setup, overrides, num_m1):
+    _, images, params, target = setup
+    method = symmim.SymMIM(_tiny_config(**overrides), total_steps=10)
+    for seed in range(3):
+        key = jax.random.key(seed)
+        _, terms = pretrain_loss(method, params, images, key, target)
+        reference = _terms_on_every_patch(method, params, target, images, key)
+        for name, value in reference.items():
+            np.testing.assert_allclose(terms[name], value, rtol=1e-5, err_msg=name)
+    assert method.num_m1 == num_m1
+    counts = np.asarray(method.masks(jax.random.key(0), 64)[0].sum(1))
+    assert counts.max() == num_m1
 
 
 def test_target_branch_gets_no_gradient(setup):
@@ -137,8 +152,6 @@ def test_reconstruct_is_the_online_pixel_head(setup):
     method, images, params, _ = setup
     m1, _ = method.masks(jax.random.key(8), images.shape[0])
     pixels = method.reconstruct(params, images, m1)
-    want = method.net.apply({"params": params}, images, m1, train=False, with_predictor=True)[
-        "pixels"
-    ]
+    want = method.net.apply({"params": params}, images, m1, train=False, online=True)["pixels"]
     np.testing.assert_allclose(pixels, want, rtol=1e-6)
     assert pixels.shape == (3, 16, 4 * 4 * 3)

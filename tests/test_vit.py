@@ -208,3 +208,29 @@ def test_remat_keeps_names_values_and_gradients(policy):
 )
 def test_attention_implementation(requested, dtype, head_dim, platform, expected):
     assert vit.attention_implementation(requested, dtype, head_dim, platform) == expected
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+@pytest.mark.parametrize("dtype, tolerance", [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
+def test_padding_to_an_even_length_changes_nothing(with_mask, dtype, tolerance):
+    """The cuDNN path pads 197 tokens to 198 and hands over the true length; with
+    XLA's kernel the padded path must give the same outputs and gradients."""
+    keys = jax.random.split(jax.random.key(0), 5)
+    q, k, v, weights = (jax.random.normal(key, (2, 197, 2, 8)) for key in keys[:4])
+    mask = None
+    if with_mask:  # MixMIM / MAE-style: every row attends itself at least
+        mask = jax.random.bernoulli(keys[4], 0.6, (2, 197, 197)) | jnp.eye(197, dtype=bool)
+
+    def loss(q, k, v, pad):
+        out = vit.attend(q, k, v, mask, implementation="xla", pad_to_even=pad)
+        return jnp.sum(out.astype(jnp.float32) * weights), out
+
+    cast = lambda x: x.astype(dtype)
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True), static_argnums=3)
+    (plain_grads, plain), (padded_grads, padded) = (
+        grad(cast(q), cast(k), cast(v), pad) for pad in (False, True)
+    )
+    assert padded.shape == plain.shape == (2, 197, 2, 8)
+    for a, b in zip((padded, *padded_grads), (plain, *plain_grads)):
+        a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+        np.testing.assert_allclose(a, b, atol=tolerance * np.abs(b).max())

@@ -1,17 +1,21 @@
-"""The demo config shrunk to a toy model, for tests that train.
+"""The demo configs shrunk to a toy model, for tests that train.
 
-Also a config file: `--config=tests/tiny_config.py` (pretraining),
-`--config=tests/tiny_config.py:finetune` or `:linear_probe`.
+Also a config file: `--config=tests/tiny_config.py[:KIND[,224]]`, KIND one of
+pretrain (the default), finetune, probe; `224` makes it 224 px with patch 16.
 """
 
 from symmim_jax.configs import demo
 
 
-def get_config(kind=None):
-    """mu/4 ViT at 16 px (a 4 x 4 grid), small heads, batch 8; `kind`
-    "finetune" or "linear_probe" gives that function's config."""
-    if kind:
-        return {"finetune": finetune, "linear_probe": linear_probe}[kind]()
+def get_config(arg=None):
+    """mu/4 ViT at 16 px (a 4 x 4 grid), small heads, batch 8 (see the module
+    docstring for `arg`)."""
+    kind, _, size = (arg or "pretrain").partition(",")
+    config = {"pretrain": pretrain, "finetune": finetune, "probe": linear_probe}[kind]()
+    return at_224(config) if size == "224" else config
+
+
+def pretrain():
     config = demo.get_config()
     config.model.variant = "mu/4"
     config.input.image_size = 16
@@ -29,7 +33,7 @@ def get_config(kind=None):
 
 def _shrink(config):
     """The toy model, size and batch of get_config() on a demo eval config."""
-    tiny = get_config()
+    tiny = pretrain()
     config.model = tiny.model
     config.input.image_size = tiny.input.image_size
     config.batch_size = tiny.batch_size
@@ -37,14 +41,28 @@ def _shrink(config):
 
 
 def finetune():
-    """configs/demo_finetune.py with the toy model (8 fake devices: batch 8)."""
+    """symmim_jax/configs/demo_finetune.py with the toy model (8 fake devices: batch 8)."""
     from symmim_jax.configs import demo_finetune
 
     return _shrink(demo_finetune.get_config())
 
 
 def linear_probe():
-    """configs/demo_linear_probe.py with the toy model."""
+    """symmim_jax/configs/demo_linear_probe.py with the toy model."""
     from symmim_jax.configs import demo_linear_probe
 
     return _shrink(demo_linear_probe.get_config())
+
+
+def at_224(config):
+    """A 224 px, patch-16 version of a tiny config: 197 tokens as the ImageNet
+    presets have, with the toy width and depth, in bfloat16 (what the AOT tests
+    compile for GPUs and TPUs)."""
+    config.model.variant = "mu/16"
+    config.model.dtype = "bfloat16"
+    config.input.image_size = 224
+    config.input.eval_crop_pct = 0.875
+    if "symmim" in config:
+        config.symmim.online_cell_size, config.symmim.target_cell_size = 16, 32
+        config.simmim.mask_cell_size = config.mixmim.mask_cell_size = 32
+    return config

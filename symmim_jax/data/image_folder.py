@@ -8,6 +8,8 @@ later runs and resumes reuse; a change of the files' names, sizes or mtimes
 makes it check the folder again. The index is
 DATA_DIR/image_folder_index/<root>-<split>-<hash of ROOT/SPLIT>.json when
 config.dataset.data_dir is set, else ROOT/.symmim_index/<split>.json.
+The processes of a multi-process run do not check the folder (each would decode
+every file): they read the index that `python -m symmim_jax.prepare_data` wrote.
 """
 
 import concurrent.futures
@@ -68,14 +70,26 @@ def _split_directory(root: str | None, split: str) -> str:
     return directory
 
 
-def load(dataset_config) -> ImageFolder:
-    """The split `config.dataset.split` of the folder `config.dataset.manual_dir`."""
+class NotIndexed(ValueError):
+    """A split folder without a current index, where it may not be checked."""
+
+
+def load(dataset_config, *, scan: bool = True) -> ImageFolder:
+    """The split `config.dataset.split` of the folder `config.dataset.manual_dir`.
+
+    Without `scan` (every process of a multi-process run) the split must have
+    its index already: NotIndexed otherwise."""
     root, split = dataset_config.manual_dir, dataset_config.split
     directory = _split_directory(root, split)
     listing = _list_images(directory)
     key = _index_key(listing)
     index_path = _index_path(dataset_config.data_dir, root, split)
     index = _read_index(index_path, key)
+    if index is None and not scan:
+        raise NotIndexed(
+            f"The image folder {directory} (config.dataset.split={split!r}) has no "
+            f"index at {index_path}, or its files changed since it was made"
+        )
     if index is None:
         logging.info(
             "Checking the %d image files in %s once; the index goes to %s.",

@@ -2,13 +2,11 @@
 never downloaded), the checked files of an image folder, or synthetic images;
 their sizes, splits and classes."""
 
-from etils import epath
+import jax
 import tensorflow_datasets as tfds
 
-from symmim_jax.data import image_folder
-
-# Registers the `fashion_mnist_debian` builder with tfds.
-from symmim_jax.data.fashion_mnist_debian import FashionMnistDebian
+# `fashion_mnist_debian`: imported to register the builder with tfds.
+from symmim_jax.data import fashion_mnist_debian, image_folder, preparation  # noqa: F401
 
 # `tfds.testing.mock_data` swaps in a no-op `download_and_prepare` defined here.
 _TFDS_MOCK_MODULE = "tensorflow_datasets.testing.mocking"
@@ -19,18 +17,47 @@ def _tfds_is_mocked() -> bool:
     return tfds.core.DatasetBuilder.download_and_prepare.__module__ == _TFDS_MOCK_MODULE
 
 
-def get_builder(dataset_config) -> tfds.core.DatasetBuilder | image_folder.ImageFolder:
+def _process_count() -> int:
+    # A function of its own so tests can pretend to be one of several processes.
+    return jax.process_count()
+
+
+def get_builder(
+    dataset_config, *, process_count: int | None = None
+) -> tfds.core.DatasetBuilder | image_folder.ImageFolder:
     """Returns the prepared builder for `config.dataset`, never downloading; for
-    'image_folder', the split's checked files."""
+    'image_folder', the split's checked files.
+
+    A single process (the demo, tests) prepares what is missing on the fly. A
+    run of several processes (`process_count`, default `jax.process_count()`)
+    prepares nothing: it checks that the records of the split are complete, or
+    raises ValueError naming `python -m symmim_jax.prepare_data`."""
+    if process_count is None:
+        process_count = _process_count()
     if dataset_config.name == image_folder.NAME:
-        return image_folder.load(dataset_config)
-    name, data_dir, manual_dir = (
-        dataset_config.name,
-        dataset_config.data_dir,
-        dataset_config.manual_dir,
-    )
+        return _image_folder(dataset_config, process_count)
+    builder = tfds_builder(dataset_config)
+    mocked = _tfds_is_mocked()
+    if not mocked and not preparation.is_prepared(builder):
+        if process_count > 1:
+            raise preparation.not_prepared(
+                f"Dataset {dataset_config.name!r} is not prepared in "
+                f"{builder.data_dir_root} (config.dataset.data_dir)",
+                process_count,
+            )
+        preparation.build(builder, dataset_config)
+    info = _split_info(builder, dataset_config)
+    if not mocked and info is not None and process_count > 1:
+        preparation.check_complete(builder, dataset_config.split, info)
+    return builder
+
+
+def tfds_builder(dataset_config) -> tfds.core.DatasetBuilder:
+    """The tfds builder of config.dataset.name in config.dataset.data_dir
+    (prepared or not); ValueError for an unknown name."""
+    name = dataset_config.name
     try:
-        builder = tfds.builder(name, data_dir=data_dir)
+        return tfds.builder(name, data_dir=dataset_config.data_dir)
     except tfds.core.DatasetNotFoundError:
         raise ValueError(
             f"config.dataset.name={name!r} is not a known TFDS dataset. Use e.g. "
@@ -38,45 +65,28 @@ def get_builder(dataset_config) -> tfds.core.DatasetBuilder | image_folder.Image
             f"{image_folder.NAME!r} (a folder of images)."
         ) from None
 
-    if not _tfds_is_mocked() and not builder.is_prepared():
-        if isinstance(builder, FashionMnistDebian):
-            if manual_dir:
-                builder.source_dir = epath.Path(manual_dir)
-        elif builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
-            if not manual_dir or not epath.Path(manual_dir).is_dir():
-                raise ValueError(
-                    f"Dataset {name!r} is not prepared in {builder.data_dir_root} "
-                    "and must be built from manually downloaded files, but "
-                    f"config.dataset.manual_dir={manual_dir!r} is not an existing "
-                    "directory. Set config.dataset.manual_dir to a directory "
-                    "holding them (for imagenet2012: ILSVRC2012_img_train.tar and "
-                    "ILSVRC2012_img_val.tar). TFDS says:\n" + builder.MANUAL_DOWNLOAD_INSTRUCTIONS
-                )
-        else:
-            raise ValueError(
-                f"Dataset {name!r} (config.dataset.name) is not prepared in "
-                f"{builder.data_dir_root} (config.dataset.data_dir) and nothing "
-                "is downloaded at run time. Prepare it beforehand on a machine "
-                f"with network (`tfds build {name} --data_dir=DIR`) and set "
-                "config.dataset.data_dir to DIR."
-            )
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(
-                manual_dir=manual_dir, try_download_gcs=False
-            )
-        )
 
+def _split_info(builder, dataset_config):
+    """The `info.splits` entry of config.dataset.split; ValueError naming the
+    available splits. None for mocked datasets without metadata (any split is fine)."""
     splits = builder.info.splits
-    # Mocked datasets without metadata files have no split list; any is fine.
-    if splits:
-        try:
-            splits[dataset_config.split]
-        except (KeyError, ValueError):
-            raise ValueError(
-                f"config.dataset.split={dataset_config.split!r} is not a split of "
-                f"{name!r}; available: {sorted(splits)}."
-            ) from None
-    return builder
+    if not splits:
+        return None
+    try:
+        return splits[dataset_config.split]
+    except (KeyError, ValueError):
+        raise ValueError(
+            f"config.dataset.split={dataset_config.split!r} is not a split of "
+            f"{dataset_config.name!r}; available: {sorted(splits)}."
+        ) from None
+
+
+def _image_folder(dataset_config, process_count: int) -> image_folder.ImageFolder:
+    """The split's checked files; several processes only read an existing index."""
+    try:
+        return image_folder.load(dataset_config, scan=process_count == 1)
+    except image_folder.NotIndexed as err:
+        raise preparation.not_prepared(str(err), process_count) from None
 
 
 def _cardinality(builder, split) -> int:

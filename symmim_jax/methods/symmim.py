@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from symmim_jax.methods import base
 from symmim_jax.models import heads, vit
-from symmim_jax.ops import ema, losses, masking, patches
+from symmim_jax.ops import ema, losses, masking, patches, tokens
 from symmim_jax.train.step import LossOutput
 
 
@@ -28,21 +28,21 @@ class SymMIMNet(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, images, mask, *, train: bool, with_predictor: bool):
-        tokens = self.encoder(images, mask, train=train)[:, 1:]  # [B, N, D]
+    def __call__(self, images, mask, *, train: bool, online: bool, head_tokens=None):
+        """The online branch: pixels and predictions at `head_tokens`; the target
+        branch: pixels at `head_tokens` and projections of every patch (the keys
+        of L_con). head_tokens int[B, K], or None for every patch (K = N)."""
+        encoded = self.encoder(images, mask, train=train)[:, 1:]  # [B, N, D]
+        selected = encoded if head_tokens is None else tokens.gather(encoded, head_tokens)
         p = self.encoder.patch_size
-        out = {
-            "pixels": nn.Dense(p * p * images.shape[-1], dtype=self.dtype, name="pixel_head")(
-                tokens
-            ),  # [B, N, P]
-            "projection": heads.Mlp(self.projector_features, self.dtype, name="projector")(
-                tokens
-            ),  # [B, N, C]
-        }
-        if with_predictor:
-            out["prediction"] = heads.Mlp(self.predictor_features, self.dtype, name="predictor")(
-                out["projection"]
-            )
+        pixel_head = nn.Dense(p * p * images.shape[-1], dtype=self.dtype, name="pixel_head")
+        projector = heads.Mlp(self.projector_features, self.dtype, name="projector")
+        out = {"pixels": pixel_head(selected)}  # [B, K, P]
+        if online:
+            predictor = heads.Mlp(self.predictor_features, self.dtype, name="predictor")
+            out["prediction"] = predictor(projector(selected))  # [B, K, C]
+        else:
+            out["projection"] = projector(encoded)  # [B, N, C]
         return out
 
 
@@ -84,10 +84,19 @@ class SymMIM(base.Method):
             dtype=self.dtype,
         )
         self.momentum = ema.momentum_schedule(sc.momentum_base, total_steps, sc.momentum_schedule)
+        # The losses read the online branch at M1's patches only (exactly half
+        # of them when the board has an even number of cells per side), so its
+        # heads run on those: a static K per image, with a validity mask.
+        self.num_m1 = masking.checkerboard_max_masked(
+            self.grid,
+            sc.online_cell_size // self.patch,
+            random_phase=sc.random_phase,
+            random_offset=sc.random_offset,
+        )
 
     def init_params(self, key, images):
         mask = jnp.zeros(images.shape[:1] + (self.num_patches,), bool)
-        return self.net.init(key, images, mask, train=False, with_predictor=True)["params"]
+        return self.net.init(key, images, mask, train=False, online=True)["params"]
 
     def init(self, key, images):
         """-> (online params, target params, {}); the target starts as a copy."""
@@ -115,27 +124,42 @@ class SymMIM(base.Method):
         images = batch["image"]
         mask_key, drop_key = jax.random.split(key)
         m1, m2 = self.masks(mask_key, images.shape[0])
+        m1_patches = tokens.visible_first(~m1)[:, : self.num_m1]  # [B, K]: M1's patches first
+        in_m1 = tokens.gather(m1, m1_patches)  # [B, K]: all True unless M1 holds fewer
         online = self.net.apply(
             {"params": params},
             images,
             m1,
             train=True,
-            with_predictor=True,
+            online=True,
+            head_tokens=m1_patches,
             rngs={"drop_path": drop_key},
         )
         target = jax.lax.stop_gradient(
-            self.net.apply({"params": target_params}, images, m2, train=False, with_predictor=False)
+            self.net.apply(
+                {"params": target_params},
+                images,
+                m2,
+                train=False,
+                online=False,
+                head_tokens=m1_patches,
+            )
         )
-        pixels = patches.pixel_targets(images, self.patch, sc.norm_pix_target)
+        pixels = tokens.gather(
+            patches.pixel_targets(images, self.patch, sc.norm_pix_target), m1_patches
+        )  # [B, K, P]
         terms = {
-            "loss_rec1": losses.masked_l1(online["pixels"], pixels, m1),
-            "loss_rec2": losses.masked_l1(online["pixels"], target["pixels"], m1 & m2),
+            "loss_rec1": losses.masked_l1(online["pixels"], pixels, in_m1),
+            "loss_rec2": losses.masked_l1(
+                online["pixels"], target["pixels"], in_m1 & tokens.gather(m2, m1_patches)
+            ),
             "loss_con": losses.patch_infonce(
                 online["prediction"],
                 target["projection"],
-                m1,
+                in_m1,
                 sc.temperature,
                 sc.contrast_dictionary,
+                positions=m1_patches,
             ),
         }
         loss = (
@@ -147,9 +171,7 @@ class SymMIM(base.Method):
 
     def reconstruct(self, params, images, mask):
         """Online pixel predictions [B, N, p*p*3] for `mask` (no drop path)."""
-        return self.net.apply({"params": params}, images, mask, train=False, with_predictor=False)[
-            "pixels"
-        ]
+        return self.net.apply({"params": params}, images, mask, train=False, online=False)["pixels"]
 
     def after_step(self, params, target_params, method_state, observations, step):
         """The EMA step of the target branch (eq. 5)."""

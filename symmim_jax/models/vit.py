@@ -87,6 +87,41 @@ class DropPath(nn.Module):
         return jnp.where(kept, x / keep, jnp.zeros_like(x))
 
 
+def attend(q, k, v, mask=None, implementation=None, pad_to_even=None):
+    """jax.nn.dot_product_attention over q, k, v [B, T, H, hd] (mask bool[B, T, T]
+    or None, True where query t may attend key s) -> [B, T, H, hd].
+
+    cuDNN's fused kernel trains only on even sequence lengths in jax 0.10.2 (its
+    empty bias placeholder counts as a bias, and biased training needs even T),
+    and a ViT has an odd one: 197 = [CLS] + 14 x 14. So an odd T is padded by
+    one token and the true length is handed over as the sequence lengths: real
+    queries never attend the pad, and the pad's own row is dropped. `pad_to_even`
+    (default: when the implementation is cuDNN) lets tests check the padded path
+    against the plain one with XLA's implementation.
+    """
+    length = q.shape[1]
+    if pad_to_even is None:
+        pad_to_even = implementation == "cudnn"
+    if not pad_to_even or length % 2 == 0:
+        return jax.nn.dot_product_attention(
+            q, k, v, mask=None if mask is None else mask[:, None], implementation=implementation
+        )
+    pad = lambda x: jnp.pad(x, ((0, 0), (0, 1), (0, 0), (0, 0)))  # [B, T + 1, H, hd]
+    if mask is not None:
+        mask = jnp.pad(mask, ((0, 0), (0, 1), (0, 1)))[:, None]  # [B, 1, T + 1, T + 1]
+    lengths = jnp.full((q.shape[0],), length, jnp.int32)
+    out = jax.nn.dot_product_attention(
+        pad(q),
+        pad(k),
+        pad(v),
+        mask=mask,
+        query_seq_lengths=lengths,
+        key_value_seq_lengths=lengths,
+        implementation=implementation,
+    )
+    return out[:, :length]
+
+
 class Attention(nn.Module):
     """Multi-head self-attention. With the `intermediates` collection mutable it
     also sows `cls_attention` [B, T - 1]: token 0's attention over the others,
@@ -110,13 +145,7 @@ class Attention(nn.Module):
                 "bhd,bthd->bht", q[:, 0], k[:, 1:], preferred_element_type=jnp.float32
             ) / np.sqrt(head_dim)
             self.sow("intermediates", "cls_attention", jax.nn.softmax(logits.mean(1), -1))
-        out = jax.nn.dot_product_attention(
-            q,
-            k,
-            v,
-            mask=None if mask is None else mask[:, None],  # [B, 1, T, T]
-            implementation=self.implementation,
-        )
+        out = attend(q, k, v, mask, self.implementation)  # [B, T, H, hd]
         return nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype, name="proj")(out)
 
 
@@ -229,7 +258,8 @@ def attention_implementation(
     """config.model.attention_impl -> jax.nn.dot_product_attention's argument.
 
     'auto' takes cuDNN's fused (flash) attention where it applies: GPU, 16-bit
-    compute, head dim a multiple of 8 up to 128; XLA elsewhere.
+    compute, head dim a multiple of 8 up to 128 (any sequence length: `attend`
+    pads odd ones); XLA elsewhere.
     """
     if requested != "auto":
         return requested

@@ -49,37 +49,47 @@ def patch_infonce(
     mask: jax.Array,
     temperature: float,
     dictionary: str = "image",
+    positions: jax.Array | None = None,
 ) -> jax.Array:
     """Per-patch InfoNCE, averaged over the queries where ``mask`` is True.
 
-    ``queries``: ``[B, N, C]`` online predictor outputs; ``keys``:
-    ``[B, N, C]`` target projector outputs (stop-gradient). Both are
-    L2-normalised. The positive of query ``(b, j)`` is key ``(b, j)``; the
-    negatives are the other keys of image ``b`` (``dictionary="image"``) or
-    all other ``B * N`` keys of the batch (``dictionary="batch"``).
+    ``queries``: ``[B, Q, C]`` online predictor outputs, at the patches
+    ``positions`` (``int[B, Q]``; default all ``Q = N`` patches in order);
+    ``keys``: ``[B, N, C]`` target projector outputs (stop-gradient);
+    ``mask``: ``bool[B, Q]``. Both are L2-normalised. The positive of the
+    query at patch ``(b, j)`` is key ``(b, j)``; the negatives are the other
+    keys of image ``b`` (``dictionary="image"``) or all other ``B * N`` keys
+    of the batch (``dictionary="batch"``).
     """
     if dictionary not in ("image", "batch"):
         raise ValueError(f"unknown dictionary {dictionary!r}")
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    if queries.shape != keys.shape or mask.shape != queries.shape[:2]:
+    batch, num, dim = keys.shape
+    if positions is None:
+        positions = jnp.broadcast_to(jnp.arange(num), (batch, num))
+    if (
+        queries.shape[::2] != keys.shape[::2]
+        or mask.shape != queries.shape[:2]
+        or (positions.shape != mask.shape)
+    ):
         raise ValueError(
-            f"shapes do not match: queries {queries.shape}, keys {keys.shape}, mask {mask.shape}"
+            f"shapes do not match: queries {queries.shape}, keys {keys.shape}, mask "
+            f"{mask.shape}, positions {positions.shape}"
         )
-    batch, num, dim = queries.shape
-    q = _l2_normalize(queries.astype(jnp.float32))  # [B, N, C]
-    k = _l2_normalize(jax.lax.stop_gradient(keys).astype(jnp.float32))
+    q = _l2_normalize(queries.astype(jnp.float32))  # [B, Q, C]
+    k = _l2_normalize(jax.lax.stop_gradient(keys).astype(jnp.float32))  # [B, N, C]
     # Full-precision dot products: TPUs otherwise round float32 matmul inputs
     # to bfloat16, and the logits are then scaled up by 1 / temperature.
     precision = jax.lax.Precision.HIGHEST
     if dictionary == "image":
-        # [B, N, N]: query j against the N keys of its own image.
+        # [B, Q, N]: each query against the N keys of its own image.
         logits = jnp.einsum("bjc,bic->bji", q, k, precision=precision)
-        labels = jnp.broadcast_to(jnp.arange(num), (batch, num))
+        labels = positions
     else:
-        # [B, N, B * N]: query against every key of the batch.
+        # [B, Q, B * N]: each query against every key of the batch.
         all_keys = k.reshape(batch * num, dim)
         logits = jnp.einsum("bjc,mc->bjm", q, all_keys, precision=precision)
-        labels = jnp.arange(batch * num).reshape(batch, num)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits / temperature, labels)  # [B, N]
+        labels = positions + num * jnp.arange(batch)[:, None]
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits / temperature, labels)  # [B, Q]
     return _masked_mean(loss, mask)

@@ -10,6 +10,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def _check_sizes(batch_size: int, grid: tuple[int, int], cell: int = 1) -> None:
@@ -55,6 +56,29 @@ def checkerboard_mask(
     # [B, gh, 1] + [B, 1, gw] + [B, 1, 1] -> [B, gh, gw]
     parity = rows // cell + cols // cell + phase[:, None, None]
     return (parity % 2 == 0).reshape(batch_size, gh * gw)
+
+
+def checkerboard_max_masked(
+    grid: tuple[int, int], cell: int, *, random_phase: bool = True, random_offset: bool = False
+) -> int:
+    """The most patches `checkerboard_mask` masks in one image, over the phases
+    and offsets it can draw: a static size for what runs on masked patches only
+    (exactly half of the grid when each side holds an even number of cells)."""
+    gh, gw = grid
+    offsets = range(cell) if random_offset else (0,)
+    counts = [
+        int(
+            np.sum(
+                ((np.arange(gh)[:, None] + r) // cell + (np.arange(gw)[None] + c) // cell + phase)
+                % 2
+                == 0
+            )
+        )
+        for r in offsets
+        for c in offsets
+        for phase in ((0, 1) if random_phase else (0,))
+    ]
+    return max(counts)
 
 
 def random_mask(

@@ -11,12 +11,18 @@ from ml_collections import config_flags
 from symmim_jax.train import checkpoint, distributed, loop, run
 
 
-def define_flags():
-    """--config and --workdir, once per process (the commands share them)."""
-    if "workdir" not in flags.FLAGS:
+def define_config_flag():
+    """--config, once per process."""
+    if "config" not in flags.FLAGS:
         config_flags.DEFINE_config_file(
             "config", None, "Path to a config file (FILE.py or FILE.py:ARG).", lock_config=True
         )
+
+
+def define_flags():
+    """--config and --workdir, once per process (the commands share them)."""
+    define_config_flag()
+    if "workdir" not in flags.FLAGS:
         flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
 
 

@@ -20,6 +20,7 @@ import os
 
 from absl import logging
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from symmim_jax.data import pipeline
@@ -54,8 +55,18 @@ def run_length(config, num_examples: int) -> RunLength:
     return RunLength(steps_per_epoch, total, warmup)
 
 
+@dataclasses.dataclass(frozen=True)
+class DataFacts:
+    """What a run must know of its data before it starts."""
+
+    num_examples: int  # in config.dataset.split, all processes together
+    num_classes: int | None = None
+
+
 class Task:
-    """What a run trains and evaluates; `run` does the rest."""
+    """What a run trains and evaluates; `run` does the rest. The first three
+    steps read nothing (check_config, build) or write nothing (read_inputs), so
+    that a run can also be compiled ahead of time without its data (aot.py)."""
 
     def __init__(self, config):
         self.config = config
@@ -64,14 +75,22 @@ class Task:
         """The task's own config fields, without reading anything. Raises
         ValueError naming the field and the fix."""
 
-    def prepare(self) -> RunLength:
+    def read_inputs(self) -> DataFacts:
         """Reads what the run needs before it starts (dataset sizes, a pretrained
         encoder) and checks it; writes nothing. Raises ValueError."""
         raise NotImplementedError
 
-    def build(self, length: RunLength, mesh, workdir: str) -> tuple:
-        """-> (objective, optax transformation, lr schedule)."""
+    def build(self, length: RunLength, facts: DataFacts) -> tuple:
+        """-> (objective, optax transformation, lr schedule); no I/O."""
         raise NotImplementedError
+
+    def input_spec(self, batch_size: int) -> dict:
+        """The global batch the step takes: {name: ShapeDtypeStruct}."""
+        size = self.config.input.image_size
+        return {"image": jax.ShapeDtypeStruct((batch_size, size, size, 3), jnp.uint8)}
+
+    def start(self, mesh, workdir: str):
+        """Once the run starts (after build): evaluations, monitors."""
 
     def batches(self, start_step: int) -> Iterator[dict]:
         """Host batches of this process from `start_step` on, forever."""
@@ -99,7 +118,7 @@ class Task:
         """After the loop returned (finished or stopped by a signal)."""
 
     def close(self):
-        """Always, once `build` has run."""
+        """Always, once `start` has run."""
 
 
 def check_config(config, num_devices: int, num_processes: int):
@@ -237,10 +256,11 @@ def check(task: Task, num_devices: int, num_processes: int):
     checked(task.check_config)
 
 
-def prepare(task: Task, num_devices: int) -> RunLength:
+def prepare(task: Task, num_devices: int) -> tuple[RunLength, DataFacts]:
     """Every check of the run and its task, before anything is written."""
     check(task, num_devices, jax.process_count())
-    return checked(task.prepare)
+    facts = checked(task.read_inputs)
+    return checked(run_length, task.config, facts.num_examples), facts
 
 
 def run(task: Task, workdir: str, devices=None):
@@ -248,14 +268,15 @@ def run(task: Task, workdir: str, devices=None):
     resuming from the workdir's newest intact checkpoint."""
     config = task.config
     devices = jax.devices() if devices is None else list(devices)
-    length = prepare(task, len(devices))
+    length, facts = prepare(task, len(devices))
+    objective, tx, lr_schedule = task.build(length, facts)
     manager = open_workdir(workdir, config)
     if _finished(manager, length, workdir):
         manager.close()
         return
 
     mesh = sharding.make_mesh(config.mesh, devices)
-    objective, tx, lr_schedule = task.build(length, mesh, workdir)
+    task.start(mesh, workdir)
     try:
         init, abstract = abstract_state(config, objective, tx, mesh)
         state_sharding = shardings_of(abstract)

@@ -1,0 +1,96 @@
+r"""Runs `python -m symmim_jax.aot --find_max_batch` over the models, targets,
+remat and FSDP settings of experiments/RESULTS.md's AOT tables, one process per
+entry, appending each JSON line to experiments/aot_results.jsonl. Entries
+already there are skipped, so a stopped run picks up where it stopped.
+
+python experiments/aot_matrix.py gpu    # every model on h100x8; SymMIM on the other GPUs
+python experiments/aot_matrix.py tpu    # SymMIM B/16 and L/16 with FSDP and remat on the TPU slices
+
+Searches stop once the largest batch is known to within 10%: a ViT-L compile for a
+TPU pod takes up to tens of minutes on 2 cores.
+python experiments/aot_matrix.py presets  # each ImageNet preset as configured, no search
+"""
+
+import json
+import pathlib
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "experiments" / "aot_results.jsonl"
+MODELS = {  # name -> config
+    "symmim B/16": "symmim_jax/configs/symmim.py:B/16",
+    "symmim L/16": "symmim_jax/configs/symmim.py:L/16",
+    "simmim B/16": "symmim_jax/configs/simmim.py:B/16",
+    "mae B/16": "symmim_jax/configs/mae.py:B/16",
+    "ccmim B/16": "symmim_jax/configs/ccmim.py:B/16",
+    "mixmim B/16": "symmim_jax/configs/mixmim.py:B/16",
+}
+VARIANTS = {  # name -> overrides
+    "dp": {},
+    "dp+remat": {"model.remat": "full"},
+    "fsdp8": {"mesh.fsdp": 8},
+    "fsdp8+remat": {"mesh.fsdp": 8, "model.remat": "full"},
+}
+
+
+def entries(group: str):
+    if group == "gpu":
+        for model in MODELS:
+            for variant in ("dp", "fsdp8+remat"):
+                yield model, "h100x8", variant, True
+        for model in ("symmim B/16", "symmim L/16"):
+            for variant in ("dp+remat", "fsdp8"):
+                yield model, "h100x8", variant, True
+        for target in ("h200x8", "a100x8"):
+            for model in ("symmim B/16", "symmim L/16"):
+                for variant in ("dp", "fsdp8+remat"):
+                    yield model, target, variant, True
+        yield "symmim L/16", "h100x8x2", "fsdp8+remat", True
+    elif group == "tpu":
+        for target in ("v5p-128", "v5e-256", "v4-32"):
+            for model in ("symmim B/16", "symmim L/16"):
+                yield model, target, "fsdp8+remat", True
+    elif group == "presets":
+        for model in MODELS:
+            for target in ("h100x8", "v5p-128"):
+                yield model, target, "preset", False
+    else:
+        sys.exit(f"unknown group {group!r}: use gpu, tpu or presets")
+
+
+def done() -> set:
+    if not RESULTS.exists():
+        return set()
+    return {json.loads(line)["entry"] for line in RESULTS.read_text().splitlines() if line}
+
+
+def main(group: str):
+    finished = done()
+    for model, target, variant, search in entries(group):
+        entry = f"{model} | {target} | {variant}"
+        if entry in finished:
+            continue
+        overrides = VARIANTS.get(variant, {})
+        command = [
+            sys.executable,
+            "-m",
+            "symmim_jax.aot",
+            f"--config={MODELS[model]}",
+            f"--target={target}",
+            *(f"--config.{k}={v}" for k, v in overrides.items()),
+            *(["--find_max_batch", "--batch_resolution=0.1"] if search else []),
+        ]
+        started = time.time()
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+        record = json.loads(lines[-1]) if lines else {"error": result.stderr.strip()[-500:]}
+        record.update(entry=entry, wall_seconds=round(time.time() - started))
+        with RESULTS.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        print(entry, "->", record.get("max_batch_per_device", record.get("fits")), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "gpu")
