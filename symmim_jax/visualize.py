@@ -23,6 +23,7 @@ from absl import app, flags, logging  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from symmim_jax.figures import panels  # noqa: E402
+from symmim_jax.train.paths import as_path  # noqa: E402
 
 VIEWS = ("reconstruction", "masks", "avgdist")
 
@@ -57,7 +58,7 @@ def main(argv):
             sys.exit("reconstruction needs --checkpoint=WORKDIR of a pretraining run.")
         if FLAGS.num_images < 1:
             sys.exit(f"--num_images={FLAGS.num_images} must be at least 1.")
-        missing = [path for path in FLAGS.images if not os.path.isfile(path)]
+        missing = [path for path in FLAGS.images if not as_path(path).is_file()]
         if missing:
             sys.exit(f"--images: no such file: {', '.join(missing)}")
         try:

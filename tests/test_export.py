@@ -2,6 +2,7 @@
 
 import json
 
+from etils import epath
 import jax
 import numpy as np
 import pytest
@@ -189,6 +190,40 @@ def test_cli_exports_a_finetuning_checkpoint_as_pth(finetuning_run, tmp_path, ca
     printed = capsys.readouterr().out
     assert f"num_classes={NUM_CLASSES}, global_pool='avg')" in printed
     assert "logits" in printed.split("--verify:")[1]
+
+
+def test_cli_exports_to_gcs_and_verifies_what_it_reads_back(
+    pretraining_run, finetuning_run, gcs_workdir, capsys
+):
+    """A gs:// --out: the file is written through etils.epath and the printed
+    lines, which --verify runs, read it back the same way."""
+    pytest.importorskip("timm")
+    out = f"{gcs_workdir}/export/encoder.safetensors"
+    export.main([f"--checkpoint={pretraining_run}", f"--out={out}", "--verify"])
+    printed = capsys.readouterr().out
+    assert f"safetensors.torch.load(epath.Path({out!r}).read_bytes())" in printed
+    assert "--verify: max abs difference" in printed
+    from safetensors.numpy import load
+
+    params, model, _ = timm_vit.load(pretraining_run, None, "encoder")
+    expected = timm_vit.state_dict(params, model.image_size)
+    written = load(epath.Path(out).read_bytes())
+    assert written.keys() == expected.keys()
+    for name, value in expected.items():
+        np.testing.assert_array_equal(written[name], value, err_msg=name)
+
+    out = f"{gcs_workdir}/export/classifier.pth"
+    export.main([f"--checkpoint={finetuning_run}", f"--out={out}", "--what=classifier", "--verify"])
+    printed = capsys.readouterr().out
+    assert f"torch.load(io.BytesIO(epath.Path({out!r}).read_bytes()), weights_only=True)" in printed
+    assert "logits" in printed.split("--verify:")[1]
+
+
+def test_cli_creates_the_folder_of_a_local_out(pretraining_run, tmp_path):
+    pytest.importorskip("safetensors")
+    out = tmp_path / "new" / "folder" / "encoder.safetensors"
+    export.main([f"--checkpoint={pretraining_run}", f"--out={out}"])
+    assert out.stat().st_size > 0
 
 
 def test_cli_verify_fails_on_wrong_weights(pretraining_run, tmp_path, monkeypatch):

@@ -1,8 +1,11 @@
-"""Figures: the CLI views on a tiny real run, TensorBoard images."""
+"""Figures: the CLI views on a tiny real run (local and gs:// files),
+TensorBoard images."""
 
+import io
 import os
 
 from absl import flags
+from etils import epath
 from fake_fashion_mnist import write_fake_set
 import jax
 import jax.numpy as jnp
@@ -140,6 +143,31 @@ def test_masks_and_avgdist_views(parsed_flags, tmp_path, capsys):
     assert len(table.splitlines()) == 2 + 18
     assert "| checkerboard | 4 | 0.5 | 0.500 |" in table
     assert _png_shape(fig) == (350, 500)
+
+
+def test_figures_and_images_on_gcs(tiny_run, gcs_workdir, parsed_flags, capsys):
+    """--out and --images on gs:// go through etils.epath: nothing lands in a
+    local ./gs:/ folder, a missing gs:// image is named."""
+    _, workdir = tiny_run
+    image = io.BytesIO()
+    matplotlib.image.imsave(image, _images(batch=1, size=20)[0], format="png")
+    epath.Path(gcs_workdir, "in", "a.png").write_bytes(image.getvalue())
+    rec = f"{gcs_workdir}/figs/rec.png"
+    args = [f"--checkpoint={workdir}", f"--out={rec}", "--dpi=20"]
+    visualize.main(parsed_flags("reconstruction", *args, f"--images={gcs_workdir}/in/a.png"))
+    assert _png_shape(io.BytesIO(epath.Path(rec).read_bytes())) == (30, 180)
+    flags.FLAGS.unparse_flags()
+    with pytest.raises(SystemExit, match=f"--images: no such file: {gcs_workdir}/in/b.png"):
+        visualize.main(parsed_flags("reconstruction", *args, f"--images={gcs_workdir}/in/b.png"))
+
+    flags.FLAGS.unparse_flags()
+    capsys.readouterr()
+    fig = f"{gcs_workdir}/figs/avgdist.png"
+    visualize.main(parsed_flags("avgdist", f"--out={fig}", "--image_size=16", "--patch_size=4"))
+    table = epath.Path(gcs_workdir, "figs", "avgdist.md").read_text()
+    assert capsys.readouterr().out == table + f"Wrote {fig}\n"
+    assert _png_shape(io.BytesIO(epath.Path(fig).read_bytes())) == (350, 500)
+    assert not os.path.exists("gs:")
 
 
 def test_metric_writer_logs_an_image_summary(tmp_path, monkeypatch):

@@ -2,7 +2,7 @@
 AvgDist against the masking ratio (SimMIM Fig. 3a). `visualize.py` is their
 command; the array side is `reconstruction.py` and `avgdist.py`."""
 
-import os
+import io
 
 import jax
 from matplotlib.figure import Figure
@@ -22,10 +22,21 @@ from symmim_jax.figures.reconstruction import (
 )
 from symmim_jax.ops import masking
 from symmim_jax.train import checkpoint
+from symmim_jax.train.paths import as_path
 
 MAE_RATIO = 0.75  # MAE: random single patches
 BEIT_RATIO = 0.4  # BEiT: blocks of 16 patches and more
 PANEL_INCHES, TITLE_INCHES = 1.0, 0.5  # one image; the column titles above them
+
+
+def _save(fig: Figure, out: str, dpi: int):
+    """`fig` to `out`, a local file or a bucket URL (gs://...), in the format of
+    its extension (PNG without one), creating its folder."""
+    path = as_path(out)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix[1:] or None, dpi=dpi)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buffer.getvalue())
 
 
 def _draw(rows: list[list[np.ndarray]], titles: list[str], out: str, dpi: int):
@@ -43,8 +54,7 @@ def _draw(rows: list[list[np.ndarray]], titles: list[str], out: str, dpi: int):
             axes[row, col].axis("off")
     for col, title in enumerate(titles):
         axes[0, col].set_title(title, fontsize=7)
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    fig.savefig(out, dpi=dpi)
+    _save(fig, out, dpi)
 
 
 def _decode(image_bytes, size: int) -> np.ndarray:
@@ -154,9 +164,7 @@ def avgdist_figure(out: str, image_size=224, patch=16, seed=0, dpi=100) -> str:
     )
     ax.legend(fontsize=7)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    fig.savefig(out, dpi=dpi)
+    _save(fig, out, dpi)
     table = avgdist.markdown(rows)
-    with open(os.path.splitext(out)[0] + ".md", "w") as f:
-        f.write(table)
+    as_path(out).with_suffix(".md").write_text(table)
     return table

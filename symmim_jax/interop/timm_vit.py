@@ -306,13 +306,19 @@ def jax_outputs(params: dict, images: np.ndarray) -> dict[str, np.ndarray]:
 
 def usage(model: TimmModel, path: str) -> str:
     """The Python lines that build `model` in timm and load the file strictly."""
+    url = "://" in path  # a bucket (gs://...): its bytes through etils.epath
+    data = f"epath.Path({path!r}).read_bytes()"
     if path.endswith(".pth"):
-        imports, weights = "import timm, torch", f"torch.load({path!r}, weights_only=True)"
+        imports = "import io, timm, torch" if url else "import timm, torch"
+        source = f"io.BytesIO({data})" if url else repr(path)
+        weights = f"torch.load({source}, weights_only=True)"
     else:
-        imports, weights = (
-            "import safetensors.torch, timm",
-            f"safetensors.torch.load_file({path!r})",
+        imports = "import safetensors.torch, timm"
+        weights = (
+            f"safetensors.torch.load({data})" if url else f"safetensors.torch.load_file({path!r})"
         )
+    if url:
+        imports += "\nfrom etils import epath"
     return (
         f"{imports}\nmodel = {model.create_call()}\nmodel.load_state_dict({weights}, strict=True)"
     )
@@ -329,7 +335,9 @@ def write(state: dict[str, np.ndarray], path: str):
         from safetensors.numpy import save  # the optional extra, numpy side
 
         data = save(state)
-    as_path(path).write_bytes(data)
+    path = as_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
 
 
 def verify(

@@ -1,8 +1,11 @@
 """Orbax checkpoints of a run (the train state and a JSON record per step), and
 the pretrained encoder that fine-tuning and probing restore from them.
 
-Saves are asynchronous and atomic (orbax writes to a tmp dir and renames it), so
-a crash mid-save leaves the previous checkpoints intact.
+Saves are asynchronous and atomic, so a crash mid-save leaves the previous
+checkpoints intact. On a local disk orbax writes a step to a tmp dir and renames
+it; on gs:// (no atomic rename) it writes the step in place and marks it
+complete with a final commit_success.txt: a step without one is ignored, and
+the next writable manager deletes it.
 
 The encoder is read alone (`params['encoder']`, an orbax partial restore) and
 checked against the encoder the config builds, so a checkpoint of another
