@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from symmim_jax.models import vit
+from symmim_jax.ops import masking
 from symmim_jax.train import step
 
 
@@ -52,6 +53,12 @@ class Method(step.Objective):
         """The training masks bool[B, N] (True = masked); the first is the one
         the reconstruction pictures show."""
         raise NotImplementedError
+
+    def random_cell_masks(self, key, batch_size: int) -> tuple:
+        """(mask,): bool[B, N], random cells of the section's `mask_cell_size`
+        px at its `mask_ratio` (SimMIM's masks, MixMIM's partner patches)."""
+        cell = self.config.mask_cell_size // self.patch
+        return (masking.random_mask(key, batch_size, self.grid, cell, self.config.mask_ratio),)
 
     def reconstruct(self, params, images, mask) -> Any:
         """Pixel predictions [B, N, p*p*3] of normalized images for `mask`."""

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from symmim_jax.methods import base
 from symmim_jax.models import decoder
-from symmim_jax.ops import losses, masking, patches
+from symmim_jax.ops import losses, patches
 from symmim_jax.train.step import LossOutput
 
 
@@ -62,15 +62,7 @@ class MixMIM(base.Method):
 
     def masks(self, key, batch_size: int):
         """(mask,): bool[B, N], True where the mixed image shows the partner."""
-        return (
-            masking.random_mask(
-                key,
-                batch_size,
-                self.grid,
-                self.config.mask_cell_size // self.patch,
-                self.config.mask_ratio,
-            ),
-        )
+        return self.random_cell_masks(key, batch_size)
 
     def mix(self, images, mask):
         """images [B, H, W, C] -> the mixed images: partner's patches where mask."""

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from symmim_jax.methods import base
 from symmim_jax.models import vit
-from symmim_jax.ops import losses, masking, patches
+from symmim_jax.ops import losses, patches
 from symmim_jax.train.step import LossOutput
 
 
@@ -53,15 +53,7 @@ class SimMIM(base.Method):
 
     def masks(self, key, batch_size: int):
         """(mask,): bool[B, N], random cells of `mask_cell_size` px."""
-        return (
-            masking.random_mask(
-                key,
-                batch_size,
-                self.grid,
-                self.config.mask_cell_size // self.patch,
-                self.config.mask_ratio,
-            ),
-        )
+        return self.random_cell_masks(key, batch_size)
 
     def loss(self, params, batch, key, *, target_params, method_state):
         images = batch["image"]
