@@ -39,7 +39,7 @@ $(FASHION_MNIST):
 	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist)
 
 test: setup $(VENV)/.installed-export $(VENV)/.installed-aot
-	$(PY) -m pytest -q -n 2 tests
+	$(PY) -m pytest -q -n 2 -m 'slow or not slow' tests
 
 aot-setup: setup $(VENV)/.installed-aot
 

@@ -35,6 +35,7 @@ def compiled_cases():
     return {report["case"]: report for report in reports}
 
 
+@pytest.mark.slow  # compiled_cases: six compiles, about two minutes
 @pytest.mark.parametrize("kind", ["pretrain", "finetune", "probe"])
 def test_h100_programs_use_cudnn_attention_at_197_tokens(compiled_cases, kind):
     report = compiled_cases[f"h100x8/{kind}"]
@@ -44,6 +45,7 @@ def test_h100_programs_use_cudnn_attention_at_197_tokens(compiled_cases, kind):
     assert report["flops_per_step"] > 0 and report["collectives"].get("all-reduce", 0) > 0
 
 
+@pytest.mark.slow  # compiled_cases: six compiles, about two minutes
 @pytest.mark.parametrize("kind", ["pretrain", "finetune", "probe"])
 def test_tpu_programs_compile_with_xla_attention(compiled_cases, kind):
     report = compiled_cases[f"v5p-8/{kind}"]
@@ -52,6 +54,7 @@ def test_tpu_programs_compile_with_xla_attention(compiled_cases, kind):
     assert report["step_ms_lower_bound"] > 0 and 0 < report["mfu_upper_bound"] <= 1
 
 
+@pytest.mark.slow
 def test_model_flops_do_not_depend_on_the_target(compiled_cases):
     for kind in ("pretrain", "finetune", "probe"):
         gpu, tpu = compiled_cases[f"h100x8/{kind}"], compiled_cases[f"v5p-8/{kind}"]

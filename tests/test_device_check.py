@@ -5,6 +5,10 @@ import json
 import pathlib
 import subprocess
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the device check script in its CPU mode
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 

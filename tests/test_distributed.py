@@ -16,6 +16,8 @@ import tiny_config
 from symmim_jax import pretrain
 from symmim_jax.train import checkpoint, distributed, optim
 
+pytestmark = pytest.mark.slow  # two processes and a reference run
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 3
 OVERRIDES = {

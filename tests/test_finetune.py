@@ -67,6 +67,7 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_loss():
     assert losses[-1] < losses[0] - 0.1, losses
 
 
+@pytest.mark.slow
 def test_demo_config_end_to_end_from_a_pretraining_workdir(fake_source, tmp_path):
     saved = encoder_params("mu/4", 16, seed=5)
     config = small_config(fake_source, tmp_path / "tfds")
@@ -121,6 +122,7 @@ def test_wrong_encoder_size_stops_before_the_workdir(fake_source, tmp_path):
     assert not os.path.exists(tmp_path / "ft")
 
 
+@pytest.mark.slow
 def test_fsdp_and_accumulation_on_8_devices_equal_one_device(fake_source, tmp_path, capsys):
     """config.mesh and grad_accum_steps are honoured: parameters split over 2
     fsdp shards x 4 data shards, 2 micro-batches, give the run of one device."""

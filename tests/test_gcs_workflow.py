@@ -22,6 +22,8 @@ import tiny_config
 from symmim_jax import export, linear_probe, pretrain
 from symmim_jax.interop import timm_vit
 
+pytestmark = pytest.mark.slow  # the whole workflow, CLIs in subprocesses
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The CLIs run on one CPU device (eight cost many small per-device compiles)
 # and compile with less LLVM optimisation (half the compile time of a step):

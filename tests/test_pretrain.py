@@ -98,6 +98,7 @@ def crash_after(num_batches):
     return make_crashing
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(config, tmp_path, capsys, monkeypatch):
     config.total_steps = 10  # crosses the epoch boundary at step 8
     straight = str(tmp_path / "straight")

@@ -20,6 +20,8 @@ from symmim_jax import pretrain
 from symmim_jax.data import sources
 from symmim_jax.train import checkpoint, loop
 
+pytestmark = pytest.mark.slow  # each test runs pretraining to a failure and back
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -103,6 +103,7 @@ def _params(workdir):
     ]
 
 
+@pytest.mark.slow
 def test_checkpoint_of_8_device_dp_resumes_on_4_device_fsdp(tmp_path):
     config = tiny_config.get_config()
     config.update_from_flattened_dict(
