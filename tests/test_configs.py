@@ -18,7 +18,7 @@ from symmim_jax import finetune, linear_probe, methods, pretrain
 from symmim_jax.configs import common
 from symmim_jax.data import pipeline
 from symmim_jax.train import optim, run, sharding
-from symmim_jax.train.step import init_state, train_step
+from symmim_jax.train.step import init_state, step_function
 
 SIZES = ("S/16", "B/16", "L/16")
 BASELINES = ("simmim", "mae", "ccmim", "mixmim")
@@ -106,14 +106,7 @@ def _preset_step(config, tmp_path):
     method = methods.build(config, total_steps=100)
     tx, schedule = optim.make_adamw(config.optim, config.batch_size, 100, 10)
     init = functools.partial(init_state, method, tx, image_shape=(1, 224, 224, 3))
-    step = functools.partial(
-        train_step,
-        objective=method,
-        tx=tx,
-        lr_schedule=schedule,
-        mean=config.input.mean,
-        std=config.input.std,
-    )
+    step = step_function(config, method, tx, schedule)
     return sharding.global_batch(batch, mesh), init, step
 
 

@@ -12,7 +12,7 @@ from symmim_jax import methods
 from symmim_jax.ops import patches
 from symmim_jax.train import optim, sharding
 from symmim_jax.train import step as step_lib
-from symmim_jax.train.step import init_state, loss_and_grads, train_step
+from symmim_jax.train.step import init_state, loss_and_grads, step_function, train_step
 
 
 def _tiny_config():
@@ -31,15 +31,7 @@ def _compiled_step(config, mesh, total_steps=50, **step_options):
     )
     state = jax.jit(init, out_shardings=shardings)(jax.random.key(0))
     step = jax.jit(
-        functools.partial(
-            train_step,
-            objective=method,
-            tx=tx,
-            lr_schedule=schedule,
-            mean=config.input.mean,
-            std=config.input.std,
-            **step_options,
-        ),
+        step_function(config, method, tx, schedule, **step_options),
         in_shardings=(shardings, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
         out_shardings=(shardings, sharding.replicated(mesh)),
         donate_argnums=0,

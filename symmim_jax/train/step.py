@@ -190,17 +190,29 @@ def train_step(
     return new_state, metrics
 
 
-def jit_train_step(config, objective: Objective, tx, lr_schedule, state_sharding, mesh):
-    """The train step of `config`, compiled for `mesh`: state donated (updated
-    in place), batch split over the batch axes, metrics replicated. Nothing in
-    it waits on the host, so steps queue up on the devices."""
-    step = functools.partial(
+def step_function(config, objective: Objective, tx, lr_schedule, **options):
+    """train_step(state, batch, key) of `config` (its input normalization),
+    not compiled; `options` are train_step's keywords."""
+    return functools.partial(
         train_step,
         objective=objective,
         tx=tx,
         lr_schedule=lr_schedule,
         mean=config.input.mean,
         std=config.input.std,
+        **options,
+    )
+
+
+def jit_train_step(config, objective: Objective, tx, lr_schedule, state_sharding, mesh):
+    """The train step of `config`, compiled for `mesh`: state donated (updated
+    in place), batch split over the batch axes, metrics replicated. Nothing in
+    it waits on the host, so steps queue up on the devices."""
+    step = step_function(
+        config,
+        objective,
+        tx,
+        lr_schedule,
         nan_at_steps=tuple(config.debug.nan_at_steps),
         accum_steps=config.grad_accum_steps,
     )
