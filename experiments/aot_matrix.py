@@ -27,6 +27,19 @@ MODELS = {  # name -> config
     "mae B/16": "symmim_jax/configs/mae.py:B/16",
     "ccmim B/16": "symmim_jax/configs/ccmim.py:B/16",
     "mixmim B/16": "symmim_jax/configs/mixmim.py:B/16",
+    "finetune B/16": "symmim_jax/configs/finetune.py:B/16",
+    "finetune L/16": "symmim_jax/configs/finetune.py:L/16",
+    "probe B/16": "symmim_jax/configs/linear_probe.py:B/16",
+}
+# Each preset's batch per chip on a v5e-256, compiled on one v5e host (v5e-8):
+# a 256-chip compile of the same per-chip program takes far longer on 2 cores.
+V5E_PER_CHIP = {
+    "simmim B/16": "batch_size=64",
+    "ccmim B/16": "batch_size=32",
+    "mixmim B/16": "batch_size=32",
+    "finetune B/16": "batch_size=64",
+    "finetune L/16": "batch_size=64,model.remat=full",
+    "probe B/16": "batch_size=512",
 }
 VARIANTS = {  # name -> overrides
     "dp": {},
@@ -56,6 +69,8 @@ def entries(group: str):
     elif group == "tpu":
         yield "symmim B/16", "v4-32", "dp", False
         yield "symmim L/16", "v4-32", "fsdp8+remat", False
+        for model, variant in V5E_PER_CHIP.items():
+            yield model, "v5e-8", variant, False
         for target in ("v5p-128", "v5e-256"):
             for model in ("symmim B/16", "symmim L/16"):
                 yield model, target, "fsdp8+remat", True
@@ -65,6 +80,14 @@ def entries(group: str):
                 yield model, target, "preset", False
     else:
         sys.exit(f"unknown group {group!r}: use gpu, tpu or presets")
+
+
+def _overrides(variant: str) -> dict:
+    """'batch_size=64,model.remat=full' -> {'batch_size': '64', 'model.remat': 'full'};
+    'preset' -> {}."""
+    if variant == "preset":
+        return {}
+    return dict(item.split("=", 1) for item in variant.split(","))
 
 
 def done() -> set:
@@ -79,7 +102,7 @@ def main(group: str):
         entry = f"{model} | {target} | {variant}"
         if entry in finished:
             continue
-        overrides = VARIANTS.get(variant, {})
+        overrides = VARIANTS.get(variant) or _overrides(variant)
         command = [
             sys.executable,
             "-m",
