@@ -102,7 +102,7 @@ def main(group: str):
         entry = f"{model} | {target} | {variant}"
         if entry in finished:
             continue
-        overrides = VARIANTS.get(variant) or _overrides(variant)
+        overrides = VARIANTS[variant] if variant in VARIANTS else _overrides(variant)
         command = [
             sys.executable,
             "-m",
