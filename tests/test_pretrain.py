@@ -115,21 +115,21 @@ def test_resumed_run_equals_uninterrupted_run(config, tmp_path, capsys, monkeypa
     assert [line["step"] for line in metric_lines(resumed)] == [2, 4, 6, 8, 10]
     for line in metric_lines(resumed):
         assert {
-            "loss",
-            "loss_rec1",
-            "loss_rec2",
-            "loss_con",
-            "lr",
-            "momentum",
-            "grad_norm",
-            "images_per_sec",
+            "train/loss",
+            "train/loss_rec1",
+            "train/loss_rec2",
+            "train/loss_con",
+            "train/lr",
+            "train/momentum",
+            "train/grad_norm",
+            "perf/images_per_sec",
         } <= set(line)
 
     for a, b in zip(
         jax.tree.leaves(saved_params(straight, 10)), jax.tree.leaves(saved_params(resumed, 10))
     ):
         np.testing.assert_array_equal(a, b)
-    assert metric_lines(straight)[-1]["loss"] == metric_lines(resumed)[-1]["loss"]
+    assert metric_lines(straight)[-1]["train/loss"] == metric_lines(resumed)[-1]["train/loss"]
     tags = {}
     for name in os.listdir(os.path.join(resumed, "tensorboard")):
         for event in tf.compat.v1.train.summary_iterator(
@@ -137,8 +137,8 @@ def test_resumed_run_equals_uninterrupted_run(config, tmp_path, capsys, monkeypa
         ):
             for value in event.summary.value:
                 tags.setdefault(value.tag, []).append(event.step)
-    assert sorted(tags["loss_con"]) == [2, 4, 6, 8, 10]
-    assert sorted(tags["reconstruction"]) == [4, 8]  # config.visualize_every
+    assert sorted(tags["train/loss_con"]) == [2, 4, 6, 8, 10]
+    assert sorted(tags["train/reconstruction"]) == [4, 8]  # config.visualize_every
 
     # A finished run is left alone.
     before = snapshot(resumed)
