@@ -19,7 +19,7 @@ import tiny_config
 from symmim_jax import pretrain
 from symmim_jax.configs import demo
 from symmim_jax.data import pipeline
-from symmim_jax.train import run
+from symmim_jax.train import provenance, run
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +150,8 @@ def test_resumed_run_equals_uninterrupted_run(config, tmp_path, capsys, monkeypa
     config.total_steps = 12
     pretrain.train(config, resumed)
     assert saved_steps(resumed) == [10, 12]
+    # Every start that ran steps is in runs.jsonl; the finished run's no-op is not.
+    assert [line["resumed_from"] for line in provenance.read(resumed)] == [None, 6, 10]
 
 
 @pytest.mark.parametrize(
@@ -163,6 +165,7 @@ def test_resumed_run_equals_uninterrupted_run(config, tmp_path, capsys, monkeypa
         ("method", "byol", "config.method='byol'"),
         ("dataset.split", "nope", "config.dataset.split='nope'"),
         ("max_consecutive_bad_steps", 0, "config.max_consecutive_bad_steps=0"),
+        ("profile.start_step", 0, "config.profile.start_step=0"),
     ],
 )
 def test_failed_start_leaves_the_workdir_untouched(finished_run, tmp_path, field, value, message):
@@ -180,6 +183,16 @@ def test_failed_start_leaves_the_workdir_untouched(finished_run, tmp_path, field
     with pytest.raises(run.ConfigError, match=re.escape(message)):
         pretrain.train(config, workdir)
     assert snapshot(workdir) == before
+
+
+def test_a_run_records_its_start_and_namespaced_metrics(finished_run):
+    _, workdir = finished_run
+    (start,) = provenance.read(workdir)
+    assert start["event"] == "start" and start["resumed_from"] is None
+    assert len(start["code"]["git_commit"]) == 40  # the tests run from a checkout
+    lines = metric_lines(workdir)
+    assert {"train/loss", "train/lr", "perf/images_per_sec"} <= set(lines[-1])
+    assert all(name == "step" or "/" in name for line in lines for name in line)
 
 
 def test_workdir_that_cannot_be_created_is_named(finished_run, tmp_path):
