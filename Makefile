@@ -5,7 +5,13 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+# Debian's dataset-fashion-mnist puts the four IDX .gz files here; elsewhere,
+# download them into any folder and pass FASHION_MNIST_DIR=that/folder (README).
+DEBIAN_FASHION_MNIST := /usr/share/datasets/fashion-mnist
+FASHION_MNIST_DIR ?= $(DEBIAN_FASHION_MNIST)
+FASHION_MNIST := $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz
+# The demo config reads Debian's folder; another one is passed as its manual_dir.
+DEMO_DATA := $(if $(filter $(DEBIAN_FASHION_MNIST),$(FASHION_MNIST_DIR)),,--config.dataset.manual_dir=$(FASHION_MNIST_DIR))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_WORKDIR ?= workdirs/demo
 DEMO_ARGS ?=
@@ -48,7 +54,8 @@ lint: setup
 	$(VENV)/bin/ruff format --check symmim_jax tests experiments
 
 demo: setup
-	$(PY) -m symmim_jax.pretrain --config=symmim_jax/configs/demo.py --workdir=$(DEMO_WORKDIR) $(DEMO_ARGS)
+	$(PY) -m symmim_jax.pretrain --config=symmim_jax/configs/demo.py --workdir=$(DEMO_WORKDIR) \
+	  $(DEMO_DATA) $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) workdirs

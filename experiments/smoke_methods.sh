@@ -15,7 +15,7 @@ for method in symmim simmim mae ccmim mixmim; do
   .venv/bin/python - "$root/$method/metrics.jsonl" "$method" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
-loss = [r["loss"] for r in rows]
+loss = [r["train/loss"] for r in rows]
 print(f"{sys.argv[2]:8s} steps {len(loss)}  loss 1-5 {sum(loss[:5]) / 5:.4f}  "
       f"26-30 {sum(loss[-5:]) / 5:.4f}  ratio {sum(loss[-5:]) / sum(loss[:5]):.3f}")
 PY

@@ -47,7 +47,10 @@ def last_losses(root: pathlib.Path, name: str) -> dict:
     if not path.exists():
         return {}
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {k: v for k, v in rows[-1].items() if k == "step" or k.startswith("loss")}
+    last = rows[-1]  # the losses are train/loss, train/loss_rec1, ...
+    return {"step": last["step"]} | {
+        k.removeprefix("train/"): v for k, v in last.items() if k.startswith("train/loss")
+    }
 
 
 def cell(value: float | None) -> str:

@@ -59,6 +59,8 @@ class Pretraining(run.Task):
     def batches(self, start_step):
         return pipeline.make_train_iterator(self.config, start_step=start_step)
 
+    eval_namespace = "knn"  # the k-NN monitor's top1: knn/top1
+
     def evaluate(self, step, state):
         return self.monitor(step, state) if self.monitor else None
 
@@ -75,7 +77,7 @@ class Pretraining(run.Task):
             config.input.mean,
             config.input.std,
         )
-        writer.image(step, "reconstruction", grid)
+        writer.image(step, "train/reconstruction", grid)
 
 
 def train(config, workdir: str, devices=None):

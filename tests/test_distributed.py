@@ -89,7 +89,7 @@ def test_two_processes_equal_one_process(tmp_path):
         f"{np.mean(diffs > 1e-6):.2%} of {diffs.size} values differ by > 1e-6"
     )
     for line_one, line_two in zip(_metrics(tmp_path / "one"), _metrics(tmp_path / "two")):
-        for name in ("loss", "grad_norm", "param_norm"):
+        for name in ("train/loss", "train/grad_norm", "train/param_norm"):
             np.testing.assert_allclose(line_one[name], line_two[name], rtol=1e-5)
     # The all-reduce sums in another order; Adam's first steps are +-lr wherever
     # |grad| >> eps, so a gradient that is zero up to float noise can flip an

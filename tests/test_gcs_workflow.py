@@ -134,14 +134,14 @@ def test_pretrain_finetune_probe_export_with_gcs_workdirs(fake_gcs, gcs_workdir,
         linear_probe.train(config, lp)
     assert _steps(pre) == [2, 3]  # step 1 deleted (keep_checkpoints)
     assert _metric_steps(pre) == [1, 2, 3]
-    assert _tensorboard_steps(pre, "loss") == [1, 2, 3]
-    assert _tensorboard_steps(pre, "reconstruction") == [2]
+    assert _tensorboard_steps(pre, "train/loss") == [1, 2, 3]
+    assert _tensorboard_steps(pre, "train/reconstruction") == [2]
     assert json.loads(epath.Path(pre, "config.json").read_text())["model"]["variant"] == "mu/4"
     for workdir, init_step in ((ft, 2), (lp, 3)):
         results = json.loads(epath.Path(workdir, "results.json").read_text())
         assert (results["init_from"], results["init_step"], results["steps"]) == (pre, init_step, 2)
         assert _steps(workdir) == [1, 2] and _metric_steps(workdir) == [1, 2]
-        assert _tensorboard_steps(workdir, "loss") == [1, 2]
+        assert _tensorboard_steps(workdir, "train/loss") == [1, 2]
         assert epath.Path(workdir, "config.json").exists()
     assert _steps(f"{ft}/best") == [2]
 

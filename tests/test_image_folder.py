@@ -218,4 +218,4 @@ def test_pretraining_on_a_folder_with_bad_files_completes(root, tmp_path, caplog
     assert "Skipped 3 bad image files" in caplog.text
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]
-    assert all(np.isfinite(json.loads(line)["loss"]) for line in lines)
+    assert all(np.isfinite(json.loads(line)["train/loss"]) for line in lines)

@@ -52,9 +52,9 @@ def test_monitor_scores_the_online_encoder_every_n_steps(tmp_path):
     evaluate = knn.monitor(config, encoder, sharding.make_mesh())
     assert evaluate(2, state) is None
     first, second = evaluate(3, state), evaluate(6, state)
-    assert first == second and 0.0 <= first["knn_top1"] <= 1.0
+    assert first == second and 0.0 <= first["top1"] <= 1.0
     # Held-out = training images: every query finds itself among its neighbours.
     config.knn.update(test_split="train", test_examples=40, k=1)
-    assert knn.monitor(config, encoder, sharding.make_mesh())(3, state)["knn_top1"] == 1.0
+    assert knn.monitor(config, encoder, sharding.make_mesh())(3, state)["top1"] == 1.0
     config.knn.every = 0
     assert knn.monitor(config, encoder, sharding.make_mesh()) is None

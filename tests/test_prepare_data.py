@@ -144,7 +144,7 @@ def test_pretraining_and_evaluation_read_the_prepared_imagenet(
     pretrain.train(config, str(tmp_path / "run"), devices=jax.devices()[:1])
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     assert [line["step"] for line in lines] == list(range(1, STEPS + 1))
-    assert all(np.isfinite(line["loss"]) for line in lines)
+    assert all(np.isfinite(line["train/loss"]) for line in lines)
 
     train = pipeline.make_train_iterator(config, with_label=True)
     epoch = [next(train) for _ in range(NUM_TRAIN // config.batch_size)]

@@ -19,7 +19,7 @@ import tiny_config
 from symmim_jax import pretrain
 from symmim_jax.configs import demo
 from symmim_jax.data import pipeline
-from symmim_jax.train import run
+from symmim_jax.train import provenance, run
 
 
 @pytest.fixture(scope="module")
@@ -115,21 +115,21 @@ def test_resumed_run_equals_uninterrupted_run(config, tmp_path, capsys, monkeypa
     assert [line["step"] for line in metric_lines(resumed)] == [2, 4, 6, 8, 10]
     for line in metric_lines(resumed):
         assert {
-            "loss",
-            "loss_rec1",
-            "loss_rec2",
-            "loss_con",
-            "lr",
-            "momentum",
-            "grad_norm",
-            "images_per_sec",
+            "train/loss",
+            "train/loss_rec1",
+            "train/loss_rec2",
+            "train/loss_con",
+            "train/lr",
+            "train/momentum",
+            "train/grad_norm",
+            "perf/images_per_sec",
         } <= set(line)
 
     for a, b in zip(
         jax.tree.leaves(saved_params(straight, 10)), jax.tree.leaves(saved_params(resumed, 10))
     ):
         np.testing.assert_array_equal(a, b)
-    assert metric_lines(straight)[-1]["loss"] == metric_lines(resumed)[-1]["loss"]
+    assert metric_lines(straight)[-1]["train/loss"] == metric_lines(resumed)[-1]["train/loss"]
     tags = {}
     for name in os.listdir(os.path.join(resumed, "tensorboard")):
         for event in tf.compat.v1.train.summary_iterator(
@@ -137,8 +137,8 @@ def test_resumed_run_equals_uninterrupted_run(config, tmp_path, capsys, monkeypa
         ):
             for value in event.summary.value:
                 tags.setdefault(value.tag, []).append(event.step)
-    assert sorted(tags["loss_con"]) == [2, 4, 6, 8, 10]
-    assert sorted(tags["reconstruction"]) == [4, 8]  # config.visualize_every
+    assert sorted(tags["train/loss_con"]) == [2, 4, 6, 8, 10]
+    assert sorted(tags["train/reconstruction"]) == [4, 8]  # config.visualize_every
 
     # A finished run is left alone.
     before = snapshot(resumed)
@@ -150,6 +150,8 @@ def test_resumed_run_equals_uninterrupted_run(config, tmp_path, capsys, monkeypa
     config.total_steps = 12
     pretrain.train(config, resumed)
     assert saved_steps(resumed) == [10, 12]
+    # Every start that ran steps is in runs.jsonl; the finished run's no-op is not.
+    assert [line["resumed_from"] for line in provenance.read(resumed)] == [None, 6, 10]
 
 
 @pytest.mark.parametrize(
@@ -163,6 +165,7 @@ def test_resumed_run_equals_uninterrupted_run(config, tmp_path, capsys, monkeypa
         ("method", "byol", "config.method='byol'"),
         ("dataset.split", "nope", "config.dataset.split='nope'"),
         ("max_consecutive_bad_steps", 0, "config.max_consecutive_bad_steps=0"),
+        ("profile.start_step", 0, "config.profile.start_step=0"),
     ],
 )
 def test_failed_start_leaves_the_workdir_untouched(finished_run, tmp_path, field, value, message):
@@ -180,6 +183,16 @@ def test_failed_start_leaves_the_workdir_untouched(finished_run, tmp_path, field
     with pytest.raises(run.ConfigError, match=re.escape(message)):
         pretrain.train(config, workdir)
     assert snapshot(workdir) == before
+
+
+def test_a_run_records_its_start_and_namespaced_metrics(finished_run):
+    _, workdir = finished_run
+    (start,) = provenance.read(workdir)
+    assert start["event"] == "start" and start["resumed_from"] is None
+    assert len(start["code"]["git_commit"]) == 40  # the tests run from a checkout
+    lines = metric_lines(workdir)
+    assert {"train/loss", "train/lr", "perf/images_per_sec"} <= set(lines[-1])
+    assert all(name == "step" or "/" in name for line in lines for name in line)
 
 
 def test_workdir_that_cannot_be_created_is_named(finished_run, tmp_path):

@@ -61,8 +61,8 @@ def test_non_finite_steps_are_skipped_then_the_run_stops(config, tmp_path):
     config.total_steps = 4
     pretrain.train(config, str(tmp_path / "one_nan"))
     lines = (tmp_path / "one_nan" / "metrics.jsonl").read_text().splitlines()
-    assert '"bad_steps": 1' in lines[2] and '"consecutive_bad_steps": 1' in lines[2]
-    assert '"consecutive_bad_steps": 0' in lines[3]
+    assert '"train/bad_steps": 1' in lines[2] and '"train/consecutive_bad_steps": 1' in lines[2]
+    assert '"train/consecutive_bad_steps": 0' in lines[3]
 
     config.debug.nan_at_steps = (5, 6, 7, 8)
     config.max_consecutive_bad_steps = 3

@@ -56,6 +56,11 @@ def get_config():
             remat="none",  # rematerialize blocks: none|full|dots|dots_no_batch
         )
     )
+    # A jax.profiler trace of steps [start_step, start_step + num_steps) from one
+    # process, into WORKDIR/tensorboard (TensorBoard's profile tab); unset = off.
+    config.profile = ml_collections.ConfigDict(
+        dict(start_step=placeholder(int), num_steps=5, process=0)
+    )
     config.debug = ml_collections.ConfigDict(
         dict(
             nan_at_steps=(),  # poison these steps' input (tests NaN skipping)

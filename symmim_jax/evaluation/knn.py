@@ -99,6 +99,6 @@ def monitor(config, encoder, mesh):
             ),
             mesh,
         )
-        return {"knn_top1": knn_accuracy(*train, *test, num_classes, k=knn_config.k)}
+        return {"top1": knn_accuracy(*train, *test, num_classes, k=knn_config.k)}
 
     return evaluate

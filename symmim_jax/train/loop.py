@@ -15,9 +15,10 @@ import jax
 import numpy as np
 import tqdm
 
-from symmim_jax.train import checkpoint, sharding
-from symmim_jax.train.metrics import MetricWriter
+from symmim_jax.train import checkpoint, profiling, sharding
+from symmim_jax.train.metrics import MetricWriter, namespaced
 from symmim_jax.train.paths import as_path
+from symmim_jax.train.progress import Pace, ProgressBar
 
 
 class TrainingStopped(RuntimeError):
@@ -113,42 +114,52 @@ def run(
 
 
 def _loop(config, length, state, start, run_step, save, task, manager, writer, stop):
-    progress = tqdm.tqdm(
-        total=length.total_steps,
-        initial=start,
-        unit="step",
-        disable=jax.process_index() != 0,
-        dynamic_ncols=True,
-    )
-    last_log_time, last_log_step = time.perf_counter(), start
-    for step in range(start + 1, length.total_steps + 1):
-        state, metrics, local_batch = run_step(state)
-        progress.update()
-        evaluation = task.evaluate(step, state)
-        if step % config.log_every == 0 or step == length.total_steps or evaluation:
-            metrics = jax.device_get(metrics)  # the only host sync, every log_every
-            now = time.perf_counter()
-            metrics["images_per_sec"] = (
-                (step - last_log_step) * config.batch_size / (now - last_log_time)
+    progress = ProgressBar(start, length.total_steps)
+    profiler = profiling.StepProfiler(config.profile, writer.workdir, start)
+    pace = None
+    try:
+        for step in range(start + 1, length.total_steps + 1):
+            with profiler.step(step, state):
+                state, metrics, local_batch = run_step(state)
+            final = step == length.total_steps
+            profiler.after(step, state, final)
+            if pace is None:  # the first step compiled: time from its end on
+                jax.block_until_ready(metrics)
+                pace = Pace(step, time.perf_counter())
+            evaluation = task.evaluate(step, state)
+            if step % config.log_every == 0 or final or evaluation:
+                metrics = jax.device_get(metrics)  # the host sync, every log_every
+                seconds = pace.synced(step, time.perf_counter())
+                _write(writer, step, metrics, seconds, config.batch_size, task, evaluation)
+                progress.synced(step, pace, loss=f"{metrics['loss']:.4f}")
+                _check_bad_steps(int(metrics["consecutive_bad_steps"]), step, config, manager)
+            if config.get("visualize_every") and step % config.visualize_every == 0:
+                task.show(step, state, local_batch, writer)
+            # Multi-process runs learn of a SIGTERM on any host through orbax.
+            preempted = manager.reached_preemption(step) or (
+                stop.received and jax.process_count() == 1
             )
-            last_log_time, last_log_step = now, step
-            writer.write(step, {**metrics, **(evaluation or {})})
-            progress.set_postfix(loss=f"{metrics['loss']:.4f}")
-            _check_bad_steps(int(metrics["consecutive_bad_steps"]), step, config, manager)
-        if config.get("visualize_every") and step % config.visualize_every == 0:
-            task.show(step, state, local_batch, writer)
-        # Multi-process runs learn of a SIGTERM on any host through orbax.
-        preempted = manager.reached_preemption(step) or (stop.received and jax.process_count() == 1)
-        final = step == length.total_steps
-        if final or preempted or manager.should_save(step):
-            _check_bad_steps(
-                int(jax.device_get(state.consecutive_bad_steps)), step, config, manager
-            )
-            save(step, state, force=final or preempted)
-        if preempted:
-            say(f"Stop signal: saved step {step}; run the same command to resume.")
-            break
-    progress.close()
+            if final or preempted or manager.should_save(step):
+                _check_bad_steps(
+                    int(jax.device_get(state.consecutive_bad_steps)), step, config, manager
+                )
+                save(step, state, force=final or preempted)
+            if preempted:
+                say(f"Stop signal: saved step {step}; run the same command to resume.")
+                break
+    finally:
+        profiler.stop()
+        progress.close()
+
+
+def _write(writer, step, metrics, seconds_per_step, batch_size, task, evaluation):
+    """One metrics line: the step's under train/, the run's speed under perf/
+    (not on a line whose interval held no completed step), the task's
+    evaluation under its namespace."""
+    scalars = namespaced("train", metrics)
+    if seconds_per_step is not None:
+        scalars["perf/images_per_sec"] = batch_size / seconds_per_step
+    writer.write(step, {**scalars, **namespaced(task.eval_namespace, evaluation or {})})
 
 
 def _check_bad_steps(consecutive: int, step: int, config, manager):

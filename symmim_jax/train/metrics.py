@@ -8,12 +8,18 @@ import jax
 from symmim_jax.train.paths import as_path
 
 
+def namespaced(namespace: str, scalars: dict) -> dict:
+    """{'loss': x} -> {'train/loss': x}: the names of README's metrics table."""
+    return {f"{namespace}/{name}": value for name, value in scalars.items()}
+
+
 class MetricWriter:
     """Writes one record per log step; a no-op on processes other than 0."""
 
     def __init__(self, workdir: str, resume_step: int = 0):
         """Lines of steps after `resume_step` (run, then lost to a crash) are
         dropped from metrics.jsonl: those steps run again and write anew."""
+        self.workdir = workdir
         self.enabled = jax.process_index() == 0
         if self.enabled:
             self._tensorboard = tensorboard.SummaryWriter(str(as_path(workdir) / "tensorboard"))

@@ -25,7 +25,7 @@ import numpy as np
 
 from symmim_jax.data import pipeline
 from symmim_jax.models import vit
-from symmim_jax.train import checkpoint, loop, sharding
+from symmim_jax.train import checkpoint, loop, profiling, provenance, sharding
 from symmim_jax.train import step as step_lib
 from symmim_jax.train.paths import as_path
 
@@ -67,6 +67,9 @@ class Task:
     """What a run trains and evaluates; `run` does the rest. The first three
     steps read nothing (check_config, build) or write nothing (read_inputs), so
     that a run can also be compiled ahead of time without its data (aot.py)."""
+
+    # Where `evaluate`'s scores go in metrics.jsonl and TensorBoard: eval/top1.
+    eval_namespace = "eval"
 
     def __init__(self, config):
         self.config = config
@@ -154,6 +157,7 @@ def check_config(config, num_devices: int, num_processes: int):
     for field in ("log_every", "checkpoint_every", "keep_checkpoints", "max_consecutive_bad_steps"):
         if config[field] <= 0:
             raise ValueError(f"config.{field}={config[field]} must be > 0.")
+    profiling.check_config(config.profile, num_processes)
     if not all(isinstance(s, int) and s > 0 for s in config.debug.nan_at_steps):
         raise ValueError(
             f"config.debug.nan_at_steps={config.debug.nan_at_steps} must hold step numbers >= 1."
@@ -285,6 +289,7 @@ def run(task: Task, workdir: str, devices=None):
             state = sharding.place(task.load_pretrained(state), state_sharding)
         else:
             task.resumed(record)
+        provenance.record_start(workdir, mesh, start if record else None)
         step_fn = step_lib.jit_train_step(config, objective, tx, lr_schedule, state_sharding, mesh)
         run_step = loop.host_batches_step(step_fn, task.batches(start), mesh, run_key)
         loop.run(config, workdir, length, manager, state, start, run_step, run_key, task)
