@@ -356,15 +356,21 @@ def write(state: dict[str, np.ndarray], path: str):
 
 
 def verify(
-    params: dict, model: TimmModel, path: str, *, batch: int = 2, seed: int = 0
+    params: dict,
+    model: TimmModel,
+    path: str,
+    *,
+    load_code: str | None = None,
+    batch: int = 2,
+    seed: int = 0,
 ) -> dict[str, float]:
     """Max abs difference per output between this code and timm loading `path`
-    (by the printed lines) on random normal images."""
+    (by the printed lines, or `load_code`) on random normal images."""
     from symmim_jax.interop import torch_io  # torch only when asked
 
     size = model.image_size
     images = np.random.default_rng(seed).normal(size=(batch, size, size, 3))
     images = images.astype(np.float32)
     expected = jax_outputs(params, images)
-    got = torch_io.timm_outputs(usage(model, path), images)
+    got = torch_io.timm_outputs(load_code or usage(model, path), images)
     return {name: float(np.abs(expected[name] - got[name]).max()) for name in expected}
