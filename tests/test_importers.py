@@ -2,6 +2,7 @@
 and SimMIM layouts and big_vision .npz map, export then import is the
 identity, and a tensor that does not fit stops with one line naming it."""
 
+import json
 import logging
 
 import jax
@@ -241,3 +242,29 @@ def test_a_pickled_checkpoint_is_refused_with_how_to_extract_it(tmp_path):
     torch.save({"model": {}, "args": logging.getLogger("x")}, tmp_path / "full.pth")
     with pytest.raises(importers.ImportMismatch, match=r"weights_only=True.*save its state dict"):
         imported(tmp_path / "full.pth")
+
+
+@pytest.mark.slow
+def test_a_timm_vit_ti16_state_dict_fine_tunes(tmp_path):
+    """The acceptance: vit_tiny_patch16_224 saved by timm, then the fine-tuning
+    run with config.init_from=FILE (Ti/16 at 32 px: its 14 x 14 learned table
+    is dropped for the sin-cos one, with a warning)."""
+    from fake_fashion_mnist import write_fake_set
+    import tiny_config
+
+    from symmim_jax import finetune
+
+    torch.manual_seed(0)
+    save_file(
+        dict(timm.create_model("vit_tiny_patch16_224", num_classes=0).state_dict()),
+        tmp_path / "vit_ti16.safetensors",
+    )
+    (tmp_path / "fmnist").mkdir()
+    write_fake_set(tmp_path / "fmnist", num_train=64, num_test=12)
+    config = tiny_config.finetune()
+    config.model.variant, config.input.image_size = "Ti/16", 32
+    config.dataset.update(manual_dir=str(tmp_path / "fmnist"), data_dir=str(tmp_path / "tfds"))
+    config.update(total_steps=2, eval_every=2, init_from=str(tmp_path / "vit_ti16.safetensors"))
+    finetune.train(config, str(tmp_path / "ft"))
+    results = json.loads((tmp_path / "ft" / "results.json").read_text())
+    assert results["init_from"] == config.init_from and results["steps"] == 2
