@@ -3,6 +3,7 @@ offline through local-dir and matches; the card holds the run's records; the
 README's export commands and lines run as written."""
 
 import json
+import pathlib
 import re
 import shlex
 
@@ -14,7 +15,7 @@ from test_export import random_params
 from symmim_jax import export
 from symmim_jax.train import checkpoint
 
-README = __file__.rsplit("/tests/", 1)[0] + "/README.md"
+README = pathlib.Path(__file__).parents[1] / "README.md"
 
 
 def write_run(workdir, params, *, image_size, results=None):
@@ -103,7 +104,7 @@ def test_push_to_hub_uploads_the_folder(tmp_path, monkeypatch, capsys):
 
 def readme_export_section() -> tuple[list[str], list[str]]:
     """The export commands and Python blocks of the README's export section."""
-    text = open(README).read()
+    text = README.read_text()
     section = text.split("## Export to PyTorch (timm)", 1)[1].split("### Import", 1)[0]
     commands = [
         line
