@@ -157,7 +157,7 @@ class FineTuning(run.Task):
             return state
         # fc_norm replaces the encoder's final norm.
         encoder = {k: v for k, v in self.pretrained.items() if k != "norm"}
-        loop.say(f"Encoder from {self.init_info['init_from']} step {self.init_info['step']}")
+        loop.say(f"Encoder from {checkpoint.describe_init(self.init_info)}")
         return state.replace(
             params={**state.params, "encoder": encoder},
             target_params=state.target_params and {**state.target_params, "encoder": encoder},

@@ -23,7 +23,8 @@ from symmim_jax import methods  # noqa: E402
 from symmim_jax.data import pipeline, sources  # noqa: E402
 from symmim_jax.evaluation import knn  # noqa: E402
 from symmim_jax.figures import reconstruction  # noqa: E402
-from symmim_jax.train import cli, optim, run  # noqa: E402
+from symmim_jax.models import vit  # noqa: E402
+from symmim_jax.train import checkpoint, cli, loop, optim, run  # noqa: E402
 
 
 class Pretraining(run.Task):
@@ -40,6 +41,9 @@ class Pretraining(run.Task):
     def read_inputs(self):
         config = self.config
         num_examples = sources.num_examples(config.dataset)
+        self.pretrained, self.init_info = checkpoint.load_init_encoder(
+            config, vit.build_encoder(config.model)
+        )
         if config.knn.every:  # the monitor needs labels and its held-out split
             sources.num_classes(config.dataset)
             sources.num_examples(sources.with_split(config.dataset, config.knn.test_split))
@@ -55,6 +59,17 @@ class Pretraining(run.Task):
 
     def start(self, mesh, workdir):
         self.monitor = knn.monitor(self.config, self.method.encoder, mesh)
+
+    def load_pretrained(self, state):
+        """A warm start: the encoder of `config.init_from` in the online branch
+        and, for methods with one, the target (the EMA starts equal to it)."""
+        if self.pretrained is None:
+            return state
+        loop.say(f"Encoder from {checkpoint.describe_init(self.init_info)}")
+        with_encoder = lambda params: params and {**params, "encoder": self.pretrained}
+        return state.replace(
+            params=with_encoder(state.params), target_params=with_encoder(state.target_params)
+        )
 
     def batches(self, start_step):
         return pipeline.make_train_iterator(self.config, start_step=start_step)

@@ -256,7 +256,7 @@ def test_cli_verify_fails_on_wrong_weights(pretraining_run, tmp_path, monkeypatc
             ["--timm-name=vit_base_patch16_224"],
             "is a ViT of width 768, depth 12, 12 heads, patch 16, but the checkpoint holds",
         ),
-        (["--out=model.onnx"], "--out=model.onnx must end in .safetensors or .pth."),
+        (["--out=model.onnx"], "--out=model.onnx must end in .safetensors or .pth, or be a folder"),
     ],
 )
 def test_bad_command_lines_stop_with_one_line(pretraining_run, tmp_path, args, message):

@@ -15,6 +15,10 @@ def get_config():
     config.epochs = 800
     config.warmup_epochs = 20.0
     config.visualize_every = 1000  # steps between TensorBoard reconstructions; 0 = never
+    # A warm start: the encoder of a pretraining workdir (at init_step, else its
+    # newest) or of a timm/MAE/SimMIM/big_vision file; unset = random init.
+    config.init_from = ml_collections.config_dict.placeholder(str)
+    config.init_step = ml_collections.config_dict.placeholder(int)
     config.optim = ml_collections.ConfigDict(
         dict(
             base_lr=8e-4,

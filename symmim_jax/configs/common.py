@@ -54,6 +54,8 @@ def get_config():
             dtype="bfloat16",  # compute dtype; parameters stay float32
             attention_impl="auto",  # 'auto': cudnn on GPU when it applies, else xla
             remat="none",  # rematerialize blocks: none|full|dots|dots_no_batch
+            # sincos: fixed 2-D table; learned: a parameter (kept from an import)
+            pos_embed="sincos",
         )
     )
     # A jax.profiler trace of steps [start_step, start_step + num_steps) from one

@@ -169,6 +169,7 @@ def encoder_state_dict(encoder: dict, image_size: int) -> dict[str, np.ndarray]:
         "patch_embed",
         "cls_token",
         "mask_token",
+        "pos_embed",
         "norm",
         *(f"blocks_{i}" for i in range(arch.depth)),
     }
@@ -179,6 +180,14 @@ def encoder_state_dict(encoder: dict, image_size: int) -> dict[str, np.ndarray]:
     grid = image_size // arch.patch_size
     pos = vit.sincos_pos_embed_2d((grid, grid), arch.width)  # [N, D]
     pos = np.concatenate([np.zeros((1, arch.width), np.float32), pos])[None]  # [1, 1 + N, D]
+    if "pos_embed" in encoder:  # a learned table, for one grid only
+        pos = encoder["pos_embed"]
+        if pos.shape != (1, 1 + grid * grid, arch.width):
+            raise ValueError(
+                f"the learned position embedding {pos.shape} is not for image size "
+                f"{image_size} ({grid} x {grid} patches): export at the image size it "
+                "was trained at."
+            )
     patch = encoder["patch_embed"]
     state = {
         "cls_token": encoder["cls_token"],
@@ -274,7 +283,13 @@ def jax_outputs(params: dict, images: np.ndarray) -> dict[str, np.ndarray]:
     (forward_features), pooled (forward_head(pre_logits=True)), logits."""
     encoder = params["encoder"]
     arch = architecture(encoder)
-    model = vit.VisionTransformer(arch.width, arch.depth, arch.num_heads, arch.patch_size)
+    model = vit.VisionTransformer(
+        arch.width,
+        arch.depth,
+        arch.num_heads,
+        arch.patch_size,
+        pos_embed="learned" if "pos_embed" in encoder else "sincos",
+    )
     if "norm" in encoder:
         tokens = model.apply({"params": encoder}, images)  # [B, 1 + N, D]
         pooled = tokens[:, 0]
@@ -341,15 +356,21 @@ def write(state: dict[str, np.ndarray], path: str):
 
 
 def verify(
-    params: dict, model: TimmModel, path: str, *, batch: int = 2, seed: int = 0
+    params: dict,
+    model: TimmModel,
+    path: str,
+    *,
+    load_code: str | None = None,
+    batch: int = 2,
+    seed: int = 0,
 ) -> dict[str, float]:
     """Max abs difference per output between this code and timm loading `path`
-    (by the printed lines) on random normal images."""
+    (by the printed lines, or `load_code`) on random normal images."""
     from symmim_jax.interop import torch_io  # torch only when asked
 
     size = model.image_size
     images = np.random.default_rng(seed).normal(size=(batch, size, size, 3))
     images = images.astype(np.float32)
     expected = jax_outputs(params, images)
-    got = torch_io.timm_outputs(usage(model, path), images)
+    got = torch_io.timm_outputs(load_code or usage(model, path), images)
     return {name: float(np.abs(expected[name] - got[name]).max()) for name in expected}

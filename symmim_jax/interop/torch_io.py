@@ -1,4 +1,5 @@
-"""The torch side of export: .pth bytes and timm's outputs for `--verify`.
+"""The torch side of export and import: .pth bytes, reading .pth files, and
+timm's outputs for `--verify`.
 
 Imported only for those; needs the optional extra `requirements-export.txt`
 (torch, torchvision, timm, safetensors).
@@ -29,3 +30,17 @@ def timm_outputs(load_code: str, images: np.ndarray) -> dict[str, np.ndarray]:
         if model.num_classes:
             outputs["logits"] = model.forward_head(tokens)
     return {name: value.numpy() for name, value in outputs.items()}
+
+
+def load_pth(data: bytes) -> dict:
+    """A torch.save file's tensors as float32 numpy arrays, nested dicts kept
+    ({'model': {...}} of MAE/SimMIM). weights_only: no pickled code runs."""
+
+    def to_numpy(value):
+        if isinstance(value, dict):
+            return {key: to_numpy(item) for key, item in value.items()}
+        if isinstance(value, torch.Tensor):
+            return value.detach().float().numpy()
+        return value
+
+    return to_numpy(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))

@@ -193,6 +193,10 @@ class VisionTransformer(nn.Module):
     # False drops the final LayerNorm (and its parameters): a fine-tuning head
     # with its own fc_norm over pooled tokens replaces it (timm global_pool='avg').
     final_norm: bool = True
+    # "sincos": the fixed 2-D table, any grid. "learned": a `pos_embed` parameter
+    # [1, 1 + N, D] for the init's grid ([CLS] slot first, as timm's), which an
+    # imported checkpoint's learned table fills (interop/importers.py).
+    pos_embed: str = "sincos"
 
     @nn.compact
     def __call__(self, images, mask=None, *, train: bool = False, keep=None, attention_mask=None):
@@ -217,12 +221,18 @@ class VisionTransformer(nn.Module):
         mask_token = self.param("mask_token", nn.initializers.normal(0.02), (1, 1, self.width))
         if mask is not None:
             x = jnp.where(mask[..., None], mask_token.astype(x.dtype), x)
-        x = x + sincos_pos_embed_2d((gh, gw), self.width).astype(x.dtype)
+        pos = sincos_pos_embed_2d((gh, gw), self.width)[None]  # [1, N, D]
+        cls_pos = np.zeros((1, 1, self.width), np.float32)  # MAE: a zero [CLS] slot
+        if self.pos_embed == "learned":
+            table = self.param(
+                "pos_embed", nn.initializers.normal(0.02), (1, 1 + gh * gw, self.width)
+            )
+            cls_pos, pos = table[:, :1], table[:, 1:]
+        x = x + pos.astype(x.dtype)
         if keep is not None:
             x = tokens.gather(x, keep)  # [B, K, D]
         cls = self.param("cls_token", nn.initializers.normal(0.02), (1, 1, self.width))
-        # The [CLS] slot of the position embedding is zero (MAE), so no addition here.
-        cls = jnp.broadcast_to(cls.astype(x.dtype), (batch, 1, self.width))
+        cls = jnp.broadcast_to((cls + cls_pos).astype(x.dtype), (batch, 1, self.width))
         x = jnp.concatenate([cls, x], axis=1)  # [B, 1 + N, D]
         drop_rates = np.linspace(0.0, self.drop_path, self.depth)
         block_class = EncoderBlock
@@ -274,6 +284,7 @@ def attention_implementation(
 
 DTYPES = ("float32", "bfloat16", "float16")
 ATTENTION_IMPLS = (None, "auto", "xla", "cudnn")
+POS_EMBEDS = ("sincos", "learned")
 
 
 def check_config(model_config) -> VitSize:
@@ -286,6 +297,10 @@ def check_config(model_config) -> VitSize:
         raise ValueError(
             f"config.model.attention_impl={model_config.attention_impl!r}: "
             f"use one of {ATTENTION_IMPLS}."
+        )
+    if model_config.get("pos_embed", "sincos") not in POS_EMBEDS:
+        raise ValueError(
+            f"config.model.pos_embed={model_config.pos_embed!r}: use one of {POS_EMBEDS}."
         )
     remats = ("none", *REMAT_POLICIES)
     if model_config.remat not in remats:
@@ -310,4 +325,5 @@ def build_encoder(model_config) -> VisionTransformer:
             model_config.attention_impl, dtype, size.width // size.num_heads, jax.default_backend()
         ),
         remat=model_config.remat,
+        pos_embed=model_config.get("pos_embed", "sincos"),
     )

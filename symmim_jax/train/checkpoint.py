@@ -251,13 +251,38 @@ def load_encoder(init_from: str, step: int | None, encoder: vit.VisionTransforme
     return params["encoder"], {"init_from": str(as_path(init_from)), "step": step}
 
 
+def describe_init(info: dict) -> str:
+    """'WORKDIR step N' or 'FILE (timm)': where an encoder came from."""
+    if info.get("format"):
+        return f"{info['init_from']} ({info['format']})"
+    return f"{info['init_from']} step {info['step']}"
+
+
+def import_encoder(path: str, encoder: vit.VisionTransformer, image_size: int):
+    """The encoder from a file written elsewhere (timm, MAE, SimMIM, big_vision:
+    interop/importers.py), checked like a workdir's -> (numpy params, init info)."""
+    from symmim_jax.interop import importers  # imports this module
+
+    if not as_path(path).is_file():
+        raise FileNotFoundError(f"config.init_from={path!r}: no such file.")
+    expected = expected_encoder_shapes(encoder.clone(final_norm=True, parent=None), image_size)
+    params, kind = importers.load_encoder(path, expected, encoder, image_size)
+    check_encoder(_flat_shapes(params), expected, f"{path} ({kind})")
+    return params, {"init_from": str(as_path(path)), "step": None, "format": kind}
+
+
 def load_init_encoder(config, encoder: vit.VisionTransformer):
-    """The encoder of `config.init_from` (step `config.init_step`) checked
-    against `encoder` -> (numpy params, init info), or (None, info) when
-    init_from is unset (random initialization). Raises ValueError."""
+    """The encoder of `config.init_from` (a workdir, at step `config.init_step`,
+    or a checkpoint file of timm, MAE, SimMIM or big_vision) checked against
+    `encoder` -> (numpy params, init info), or (None, info) when init_from is
+    unset (random initialization). Raises ValueError."""
+    from symmim_jax.interop import importers
+
     if not config.init_from:
         return None, {"init_from": None, "step": None}
     try:
+        if importers.is_import(config.init_from):
+            return import_encoder(config.init_from, encoder, config.input.image_size)
         return load_encoder(config.init_from, config.init_step, encoder, config.input.image_size)
     except FileNotFoundError as err:
         raise ValueError(str(err)) from None
