@@ -33,11 +33,16 @@ def test_save_restore_and_partial_load(tmp_path):
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), _state(0))
     state, record = checkpoint.restore(manager, 3, abstract)
     manager.close()
-    assert record == {"step": 3}
+    assert record["step"] == 3 and set(record["fingerprints"]["arrays"]) == {
+        "step",
+        "params/w",
+        "target_params/w",
+        "opt_state/mu",
+    }
     np.testing.assert_array_equal(state["params"]["w"], _state(3)["params"]["w"])
 
     params, record, step = checkpoint.load_params(str(tmp_path))
-    assert step == 3 and record == {"step": 3} and set(params) == {"w"}
+    assert step == 3 and record["step"] == 3 and set(params) == {"w"}
     np.testing.assert_array_equal(params["w"], _state(3)["params"]["w"])
     target, _, _ = checkpoint.load_params(str(tmp_path), 2, subtree="target_params")
     np.testing.assert_array_equal(target["w"], 1.0)
@@ -103,3 +108,51 @@ def test_missing_path_and_step_are_named(tmp_path):
     workdir = write_workdir(tmp_path / "pre", encoder_params("mu/4", 16))
     with pytest.raises(FileNotFoundError, match=r"step 3 .* available: \[7\]"):
         checkpoint.load_encoder(workdir, 3, encoder, image_size=16)
+
+
+def _abstract(state):
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+
+
+def _data_files(directory):
+    """The array data files of a saved step, largest first."""
+    files = [p for p in directory.rglob("*") if p.is_file() and p.parent.name == "d"]
+    return sorted(files, key=lambda p: p.stat().st_size, reverse=True)
+
+
+def _damage(path, kind, rng):
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    if kind == "flipped":
+        for i in range(middle, min(len(data), middle + 64)):
+            data[i] ^= 1 + rng.randrange(255)
+        path.write_bytes(bytes(data))
+    elif kind == "truncated":
+        path.write_bytes(bytes(data[:middle]))
+    elif kind == "zeroed":
+        path.write_bytes(bytes(len(data)))
+    else:
+        path.unlink()
+
+
+@pytest.mark.parametrize("kind", ["flipped", "truncated", "zeroed", "deleted"])
+def test_damaged_newest_step_is_quarantined_and_the_previous_restored(tmp_path, kind, caplog):
+    import logging
+    import random
+
+    manager = checkpoint.open_manager(str(tmp_path))
+    big = lambda seed: {"w": jax.random.normal(jax.random.key(seed), (64, 64)), "b": jnp.ones(4)}
+    for step in (1, 2):
+        checkpoint.save(manager, step, big(step), {"step": step}, force=True)
+    manager.wait_until_finished()
+    for path in _data_files(tmp_path / "checkpoints" / "2"):
+        _damage(path, kind, random.Random(step))
+    with caplog.at_level(logging.WARNING):
+        state, record, step = checkpoint.restore_newest_intact(
+            manager, _abstract(big(0)), str(tmp_path / "quarantine")
+        )
+    manager.close()
+    assert step == 1 and record["step"] == 1
+    np.testing.assert_array_equal(state["w"], big(1)["w"])
+    assert "Checkpoint 2 in" in caplog.text
+    assert [p.name.split("-")[0] for p in (tmp_path / "quarantine").iterdir()] == ["2"]

@@ -20,7 +20,12 @@ def get_config():
     config.log_every = 100  # steps between metric lines
     config.checkpoint_every = 1000  # steps between checkpoints
     config.keep_checkpoints = 3
-    config.max_consecutive_bad_steps = 10  # non-finite steps are skipped; then stop
+    config.max_consecutive_bad_steps = 10  # rejected steps are skipped; then stop
+    # Steps rejected besides non-finite ones (train/step.py Guard; 0 = off).
+    config.guard = ml_collections.ConfigDict(
+        dict(spike_factor=10.0, spike_decay=0.9, spike_warmup_steps=20, max_update_ratio=1.0)
+    )
+    config.accept_config_drift = False  # resume despite changed fields (see train/workdir.py)
     config.grad_accum_steps = 1  # micro-batches per step (same update, less memory)
 
     # Devices as a (data, fsdp) grid; -1 = the rest. fsdp > 1 splits parameters
