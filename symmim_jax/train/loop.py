@@ -131,7 +131,6 @@ def saving(manager, step):
 
 def _complete(manager) -> list:
     try:
-        manager.reload()
         return manager.all_steps()
     except Exception:  # the folder itself may be what failed
         return "unknown: the folder cannot be listed"
