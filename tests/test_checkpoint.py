@@ -2,6 +2,10 @@
 encoder restored from them (equal to the saved one, placed on a mesh, wrong
 sizes and paths refused with what was found and expected, other image sizes)."""
 
+import json
+import logging
+import random
+
 from fake_pretraining import encoder_params, vit_config, write_workdir
 import jax
 import jax.numpy as jnp
@@ -33,11 +37,16 @@ def test_save_restore_and_partial_load(tmp_path):
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), _state(0))
     state, record = checkpoint.restore(manager, 3, abstract)
     manager.close()
-    assert record == {"step": 3}
+    assert record["step"] == 3 and set(record["fingerprints"]["arrays"]) == {
+        "step",
+        "params/w",
+        "target_params/w",
+        "opt_state/mu",
+    }
     np.testing.assert_array_equal(state["params"]["w"], _state(3)["params"]["w"])
 
     params, record, step = checkpoint.load_params(str(tmp_path))
-    assert step == 3 and record == {"step": 3} and set(params) == {"w"}
+    assert step == 3 and record["step"] == 3 and set(params) == {"w"}
     np.testing.assert_array_equal(params["w"], _state(3)["params"]["w"])
     target, _, _ = checkpoint.load_params(str(tmp_path), 2, subtree="target_params")
     np.testing.assert_array_equal(target["w"], 1.0)
@@ -103,3 +112,100 @@ def test_missing_path_and_step_are_named(tmp_path):
     workdir = write_workdir(tmp_path / "pre", encoder_params("mu/4", 16))
     with pytest.raises(FileNotFoundError, match=r"step 3 .* available: \[7\]"):
         checkpoint.load_encoder(workdir, 3, encoder, image_size=16)
+
+
+def _abstract(state):
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+
+
+def _data_files(directory):
+    """The array data files of a saved step, largest first."""
+    files = [p for p in directory.rglob("*") if p.is_file() and p.parent.name == "d"]
+    return sorted(files, key=lambda p: p.stat().st_size, reverse=True)
+
+
+def _damage(path, kind, rng):
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    if kind == "flipped":
+        for i in range(middle, min(len(data), middle + 64)):
+            data[i] ^= 1 + rng.randrange(255)
+        path.write_bytes(bytes(data))
+    elif kind == "truncated":
+        path.write_bytes(bytes(data[:middle]))
+    elif kind == "zeroed":
+        path.write_bytes(bytes(len(data)))
+    else:
+        path.unlink()
+
+
+@pytest.mark.parametrize("kind", ["flipped", "truncated", "zeroed", "deleted"])
+def test_damaged_newest_step_is_quarantined_and_the_previous_restored(tmp_path, kind, caplog):
+    manager = checkpoint.open_manager(str(tmp_path))
+    big = lambda seed: {"w": jax.random.normal(jax.random.key(seed), (64, 64)), "b": jnp.ones(4)}
+    for step in (1, 2):
+        checkpoint.save(manager, step, big(step), {"step": step}, force=True)
+    manager.wait_until_finished()
+    for path in _data_files(tmp_path / "checkpoints" / "2"):
+        _damage(path, kind, random.Random(step))
+    with caplog.at_level(logging.WARNING):
+        state, record, step = checkpoint.restore_newest_intact(
+            manager, _abstract(big(0)), str(tmp_path / "quarantine")
+        )
+    manager.close()
+    assert step == 1 and record["step"] == 1
+    np.testing.assert_array_equal(state["w"], big(1)["w"])
+    assert "Checkpoint 2 in" in caplog.text
+    assert [p.name.split("-")[0] for p in (tmp_path / "quarantine").iterdir()] == ["2"]
+
+
+def _edit_record_fingerprint(step_dir, name):
+    """Changes one saved fingerprint, as if that array's bytes had changed and
+    still decoded: what only the fingerprint can catch."""
+    path = step_dir / "record" / "metadata"
+    record = json.loads(path.read_text())
+    saved = record["fingerprints"]["arrays"][name]
+    record["fingerprints"]["arrays"][name] = saved[:-1] + ("0" if saved[-1] != "0" else "1")
+    path.write_text(json.dumps(record))
+
+
+def test_a_fingerprint_mismatch_is_quarantined_like_an_unreadable_step(tmp_path, caplog):
+    manager = checkpoint.open_manager(str(tmp_path))
+    for step in (1, 2):
+        checkpoint.save(manager, step, _state(step), {"step": step}, force=True)
+    manager.wait_until_finished()
+    _edit_record_fingerprint(tmp_path / "checkpoints" / "2", "opt_state/mu")
+    with caplog.at_level(logging.WARNING):
+        _, record, step = checkpoint.restore_newest_intact(
+            manager, _abstract(_state(0)), str(tmp_path / "quarantine")
+        )
+    manager.close()
+    assert step == 1 and record["step"] == 1
+    assert "fingerprint differs for opt_state/mu" in caplog.text
+
+
+def test_a_damaged_step_read_alone_names_the_intact_ones(tmp_path):
+    manager = checkpoint.open_manager(str(tmp_path))
+    for step in (1, 2, 3):
+        checkpoint.save(manager, step, _state(step), {"step": step}, force=True)
+    manager.close()
+    _edit_record_fingerprint(tmp_path / "checkpoints" / "3", "params/w")
+    with pytest.raises(
+        checkpoint.CheckpointDamaged,
+        match=r"Checkpoint 3 .* damaged \(fingerprint differs for params/w\)\. "
+        r"Intact steps there: \[2, 1\]",
+    ):
+        checkpoint.load_params(str(tmp_path))
+    # Another subtree of the same step is intact and still loads.
+    target, _, _ = checkpoint.load_params(str(tmp_path), 3, subtree="target_params")
+    np.testing.assert_array_equal(target["w"], 1.0)
+
+
+def test_a_non_finite_state_is_never_saved(tmp_path):
+    manager = checkpoint.open_manager(str(tmp_path))
+    state = _state(1)
+    state["params"]["w"] = state["params"]["w"].at[0, 0].set(jnp.inf)
+    with pytest.raises(checkpoint.NonFiniteState, match="params/w"):
+        checkpoint.save(manager, 1, state, {"step": 1}, force=True)
+    manager.close()
+    assert checkpoint.open_manager(str(tmp_path), read_only=True).all_steps() == []

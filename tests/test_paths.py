@@ -1,6 +1,7 @@
 """Paths through etils.epath, and the metric lines written through them."""
 
 import json
+import logging
 import os
 
 from symmim_jax.train.metrics import MetricWriter
@@ -30,3 +31,14 @@ def test_metric_lines_survive_a_resume_trimmed_to_its_step(tmp_path):
         {"step": 30, "loss": 9.0},
     ]
     assert sorted(os.listdir(tmp_path)) == ["metrics.jsonl", "tensorboard"]
+
+
+def test_a_torn_last_metric_line_is_dropped_and_named(tmp_path, caplog):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 10, "loss": 1.0}\n{"step": 20, "lo')
+    with caplog.at_level(logging.WARNING):
+        writer = MetricWriter(str(tmp_path), resume_step=20)
+    writer.write(20, {"loss": 2.0})
+    writer.close()
+    assert f"Dropped unreadable lines [2] of {tmp_path / 'metrics.jsonl'}" in caplog.text
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert lines == [{"step": 10, "loss": 1.0}, {"step": 20, "loss": 2.0}]

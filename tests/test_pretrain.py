@@ -20,6 +20,7 @@ from symmim_jax import pretrain
 from symmim_jax.configs import demo
 from symmim_jax.data import pipeline
 from symmim_jax.train import provenance, run
+from symmim_jax.train import workdir as workdir_lib
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,8 @@ def metric_lines(workdir):
 
 
 def snapshot(workdir):
-    """Every file under workdir with its size and modification time."""
+    """Every file under workdir with its size and modification time, but the
+    lock file, which names each run that took it."""
     return {
         os.path.join(root, name): (
             os.path.getsize(os.path.join(root, name)),
@@ -82,6 +84,7 @@ def snapshot(workdir):
         )
         for root, _, names in os.walk(workdir)
         for name in names
+        if name != workdir_lib.LOCK_FILE
     }
 
 
@@ -202,6 +205,36 @@ def test_workdir_that_cannot_be_created_is_named(finished_run, tmp_path):
         pretrain.train(config, str(tmp_path / "a_file" / "run"))
 
 
+def test_a_second_run_on_a_held_workdir_stops_naming_the_holder(finished_run, tmp_path):
+    config = copy.deepcopy(finished_run[0])
+    workdir = str(tmp_path / "run")
+    shutil.copytree(finished_run[1], workdir)
+    held = workdir_lib.lock(workdir)  # as a first run would, for its whole life
+    before = snapshot(workdir)
+    config.total_steps = 4
+    try:
+        with pytest.raises(run.ConfigError, match=rf"in use by pid {os.getpid()} .*one run per"):
+            pretrain.train(config, workdir)
+    finally:
+        held.release()
+    assert snapshot(workdir) == before
+
+
+def test_resuming_with_another_learning_rate_is_refused_with_the_changes(finished_run, tmp_path):
+    config = copy.deepcopy(finished_run[0])
+    workdir = str(tmp_path / "run")
+    shutil.copytree(finished_run[1], workdir)
+    before = snapshot(workdir)
+    config.total_steps = 4  # may change
+    config.optim.base_lr *= 10
+    config.input.image_size = 32
+    with pytest.raises(
+        run.ConfigError, match=r"another config.*input.image_size: 16 -> 32; optim.base_lr: "
+    ):
+        pretrain.train(config, workdir)
+    assert snapshot(workdir) == before
+
+
 def test_imagenet_without_manual_dir_fails_before_writing(tmp_path):
     config = demo.get_config()
     config.dataset.name = "imagenet2012"
@@ -232,4 +265,27 @@ def test_cli_reports_a_bad_config_in_one_line(tmp_path):
         "Config error: config.symmim.online_cell_size=6 must be a positive multiple of "
         "the patch size 4 (a cell is a whole number of patches)."
     )
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_names_an_unknown_config_field_with_a_suggestion(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "symmim_jax.pretrain",
+            "--config=symmim_jax/configs/demo.py",
+            "--config.batch_sise=16",
+            f"--workdir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "Config error: unknown config field 'batch_sise'. "
+        'Did you mean "batch_size" instead of "batch_sise"?'
+    ]
     assert not (tmp_path / "run").exists()

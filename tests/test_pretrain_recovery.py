@@ -5,6 +5,7 @@ import glob
 import logging
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import tiny_config
 
 from symmim_jax import pretrain
 from symmim_jax.data import sources
-from symmim_jax.train import checkpoint, loop
+from symmim_jax.train import checkpoint, loop, run, sharding
 
 pytestmark = pytest.mark.slow  # each test runs pretraining to a failure and back
 
@@ -126,7 +127,7 @@ def test_full_disk_during_a_save_keeps_earlier_checkpoints(config, tmp_path, mon
     monkeypatch.setattr(checkpoint, "save", save_until_disk_full)
     with pytest.raises(
         loop.TrainingStopped,
-        match=r"Saving checkpoint 4 .*No space left on device.*\[2\]\) are intact",
+        match=r"Saving a checkpoint \(step 4\) .*No space left on device.*\[2\]\) are intact",
     ):
         pretrain.train(config, str(workdir))
     assert saved_steps(workdir) == [2]
@@ -236,3 +237,71 @@ def test_sigterm_saves_the_current_step_and_exits_cleanly(config, tmp_path):
     with open(tmp_path / "resume.log", "w") as log:
         assert launch(config, workdir, stopped_at + 1, log).wait(timeout=600) == 0
     assert f"Resumed from step {stopped_at}" in (tmp_path / "resume.log").read_text()
+
+
+def test_a_blow_up_is_skipped_so_the_checkpoints_hold_what_came_before(config, tmp_path):
+    """lr 1e6: every update far above the parameters' scale is rejected, the
+    run stops with the message, and no checkpoint holds blown-up weights."""
+    config.optim.base_lr = 1e6
+    config.total_steps = 8
+    config.max_consecutive_bad_steps = 3
+    workdir = tmp_path / "run"
+    with pytest.raises(loop.TrainingStopped, match=r"spike \(config.guard\)"):
+        pretrain.train(config, str(workdir))
+    assert saved_steps(workdir)
+    for step in saved_steps(workdir):
+        largest = max(float(np.max(np.abs(x))) for x in jax.tree.leaves(params_at(workdir, step)))
+        assert largest < 100.0, (step, largest)
+
+
+def test_randomly_damaged_checkpoints_never_resume(config, tmp_path):
+    """Bytes flipped, files truncated, zeroed or deleted in the newest step, at
+    random: the restore either gives back exactly what was saved or falls back
+    to the older step, never damaged state."""
+    config.total_steps = 4
+    original = tmp_path / "original"
+    pretrain.train(config, str(original))
+    task = pretrain.Pretraining(config)
+    length, facts = run.prepare(task, jax.device_count())
+    objective, tx, _ = task.build(length, facts)
+    mesh = sharding.make_mesh(config.mesh)
+    _, abstract = run.abstract_state(config, objective, tx, mesh)
+
+    def restore_from(workdir):
+        manager = checkpoint.open_manager(str(workdir))
+        try:
+            return checkpoint.restore_newest_intact(manager, abstract, str(workdir / "quarantine"))
+        finally:
+            manager.close()
+
+    saved = jax.device_get(restore_from(original)[0])
+    rng = random.Random(0)
+    outcomes = []
+    for trial in range(8):
+        workdir = tmp_path / f"trial{trial}"
+        shutil.copytree(original, workdir)
+        files = [p for p in (workdir / "checkpoints" / "4").rglob("*") if p.is_file()]
+        kind = rng.choice(["flipped", "truncated", "zeroed", "deleted"])
+        damage(rng.choice(files), kind, rng)
+        state, _, step = restore_from(workdir)
+        outcomes.append((kind, step))
+        if step == 4:  # read back: then exactly as saved
+            assert max_abs_difference(jax.device_get(state), saved) == 0.0
+        else:
+            assert step == 2
+    print(f"damage and the step restored: {outcomes}")
+
+
+def damage(path, kind, rng):
+    data = bytearray(path.read_bytes())
+    start = rng.randrange(max(1, len(data)))
+    if kind == "flipped":
+        for i in range(start, min(len(data), start + 4096)):
+            data[i] = rng.randrange(256)
+        path.write_bytes(bytes(data))
+    elif kind == "truncated":
+        path.write_bytes(bytes(data[:start]))
+    elif kind == "zeroed":
+        path.write_bytes(bytes(len(data)))
+    else:
+        path.unlink()

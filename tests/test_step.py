@@ -1,3 +1,4 @@
+import dataclasses
 import functools
 
 import jax
@@ -217,3 +218,51 @@ def test_method_state_follows_the_observations_and_skips_bad_steps(batch, accum_
     np.testing.assert_allclose(state.method_state["mean"], 0.5 * batch_mean, rtol=1e-5)
     state, _ = step(state, batch, jax.random.key(1))
     np.testing.assert_allclose(state.method_state["mean"], 0.75 * batch_mean, rtol=1e-5)
+
+
+def test_a_damaged_optimizer_moment_is_caught_by_the_updated_parameters(batch):
+    """Finite loss and gradients, NaN in an Adam moment: the update is NaN, so
+    the step is skipped and the parameters stay as they were."""
+    mesh = sharding.make_mesh()
+    state, step = _compiled_step(_tiny_config(), mesh)
+    global_batch = sharding.global_batch(batch, mesh)
+    state, _ = step(state, global_batch, jax.random.key(7))
+    moments = jax.tree.map(
+        lambda x: x.at[(0,) * x.ndim].set(jnp.nan) if x.ndim else x, state.opt_state
+    )
+    before = jax.device_get(state.params)
+    state, metrics = step(state.replace(opt_state=moments), global_batch, jax.random.key(7))
+    assert np.isfinite(float(metrics["loss"])) and np.isfinite(float(metrics["grad_norm"]))
+    assert int(state.consecutive_bad_steps) == 1
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(jax.device_get(state.params))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_far_too_large_updates_are_skipped(batch):
+    config = _tiny_config()
+    config.optim.base_lr = 1e6
+    mesh = sharding.make_mesh()
+    state, step = _compiled_step(config, mesh)
+    global_batch = sharding.global_batch(batch, mesh)
+    before = jax.device_get(state.params)
+    for _ in range(3):
+        state, metrics = step(state, global_batch, jax.random.key(7))
+    assert int(state.consecutive_bad_steps) == 3
+    assert float(metrics["update_norm"]) > float(metrics["param_norm"])
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(jax.device_get(state.params))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_spike_guard_rejects_a_loss_or_update_far_above_its_level():
+    guard = step_lib.Guard(spike_factor=10.0, spike_decay=0.5, spike_warmup_steps=3)
+    levels = guard.levels()
+    spike = lambda levels, loss, update: bool(guard.spike(levels, loss, update, 1e3))
+    for _ in range(2):
+        assert not spike(levels, 1e4, 1e2)  # not trusted yet
+        levels = guard.updated(levels, 2.0, 1.0)
+    levels = guard.updated(levels, 2.0, 1.0)
+    assert not spike(levels, 19.0, 9.0)
+    assert spike(levels, 21.0, 1.0) and spike(levels, 2.0, 11.0)
+    assert not spike(guard.updated(levels, -2.0, 1.0), -1.0, 1.0)  # negative losses too
+    off = dataclasses.replace(guard, spike_factor=0.0)
+    assert not bool(off.spike(levels, 1e9, 1e9, 1e12))

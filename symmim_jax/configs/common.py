@@ -20,7 +20,12 @@ def get_config():
     config.log_every = 100  # steps between metric lines
     config.checkpoint_every = 1000  # steps between checkpoints
     config.keep_checkpoints = 3
-    config.max_consecutive_bad_steps = 10  # non-finite steps are skipped; then stop
+    config.max_consecutive_bad_steps = 10  # rejected steps are skipped; then stop
+    # Steps rejected besides non-finite ones (train/step.py Guard; 0 = off).
+    config.guard = ml_collections.ConfigDict(
+        dict(spike_factor=10.0, spike_decay=0.9, spike_warmup_steps=20, max_update_ratio=1.0)
+    )
+    config.accept_config_drift = False  # resume despite changed fields (see train/workdir.py)
     config.grad_accum_steps = 1  # micro-batches per step (same update, less memory)
 
     # Devices as a (data, fsdp) grid; -1 = the rest. fsdp > 1 splits parameters
@@ -47,17 +52,7 @@ def get_config():
             std=IMAGENET_STD,
         )
     )
-    config.model = ml_collections.ConfigDict(
-        dict(
-            variant="B/16",  # size/patch: mu, XS, Ti, S, B or L over any patch
-            drop_path=0.1,
-            dtype="bfloat16",  # compute dtype; parameters stay float32
-            attention_impl="auto",  # 'auto': cudnn on GPU when it applies, else xla
-            remat="none",  # rematerialize blocks: none|full|dots|dots_no_batch
-            # sincos: fixed 2-D table; learned: a parameter (kept from an import)
-            pos_embed="sincos",
-        )
-    )
+    config.model = _model()
     # A jax.profiler trace of steps [start_step, start_step + num_steps) from one
     # process, into WORKDIR/tensorboard (TensorBoard's profile tab); unset = off.
     config.profile = ml_collections.ConfigDict(
@@ -69,6 +64,20 @@ def get_config():
         )
     )
     return config
+
+
+def _model():
+    return ml_collections.ConfigDict(
+        dict(
+            variant="B/16",  # size/patch: mu, XS, Ti, S, B or L over any patch
+            drop_path=0.1,
+            dtype="bfloat16",  # compute dtype; parameters stay float32
+            attention_impl="auto",  # 'auto': cudnn on GPU when it applies, else xla
+            remat="none",  # rematerialize blocks: none|full|dots|dots_no_batch
+            # sincos: fixed 2-D table; learned: a parameter (kept from an import)
+            pos_embed="sincos",
+        )
+    )
 
 
 def pretrained_encoder(config):

@@ -7,6 +7,10 @@ it; on gs:// (no atomic rename) it writes the step in place and marks it
 complete with a final commit_success.txt: a step without one is ignored, and
 the next writable manager deletes it.
 
+Every save stores per-array fingerprints in the record (integrity.py); every
+restore, whole or partial, checks them and that the arrays are finite, so bytes
+damaged on disk never load silently: a damaged step is treated as unreadable.
+
 The encoder is read alone (`params['encoder']`, an orbax partial restore) and
 checked against the encoder the config builds, so a checkpoint of another
 model size fails with what was found and what was expected rather than loading
@@ -24,9 +28,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from symmim_jax.models import vit
+from symmim_jax.train import integrity
 from symmim_jax.train.paths import as_path
 
 STATE, RECORD = "state", "record"
+FINGERPRINTS = "fingerprints"  # the record's field of integrity.record_entry
 
 
 def open_manager(
@@ -55,7 +61,15 @@ def open_manager(
 def save(
     manager: ocp.CheckpointManager, step: int, state, record: dict, *, force: bool = False
 ) -> bool:
-    """Starts an async save when the policy (or `force`) says so."""
+    """Starts an async save when the policy (or `force`) says so, with the
+    state's fingerprints in the record. Raises NonFiniteState rather than
+    write non-finite arrays."""
+    if not (force or manager.should_save(step)):
+        return False
+    prints, non_finite = integrity.summary(state)
+    if non_finite:
+        raise NonFiniteState(f"non-finite values in {', '.join(non_finite[:3])}; not saved")
+    record = {**record, FINGERPRINTS: integrity.record_entry(prints)}
     args = ocp.args.Composite(
         **{STATE: ocp.args.StandardSave(state), RECORD: ocp.args.JsonSave(record)}
     )
@@ -74,6 +88,21 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state):
 
 class CheckpointMismatch(ValueError):
     """A readable checkpoint of another model or optimizer than the config's."""
+
+
+class CheckpointDamaged(ValueError):
+    """A checkpoint that cannot be read back as it was written."""
+
+
+class NonFiniteState(ValueError):
+    """A state with non-finite arrays, never saved."""
+
+
+def _damage(state, record: dict, prefix: str = "") -> str | None:
+    """What is wrong with a restored state (None: intact); `prefix` names a
+    subtree restored alone."""
+    found = integrity.problems(state, record.get(FINGERPRINTS), prefix)
+    return "; ".join(found) if found else None
 
 
 def _saved_tree(directory, step: int):
@@ -112,8 +141,10 @@ def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state, quaran
             )
         try:
             state, record = restore(manager, step, abstract_state)
+            reason = _damage(state, record)
         except Exception as err:  # orbax/tensorstore raise many types here
             reason = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+        if reason is not None:
             logging.warning(
                 "Checkpoint %d in %s cannot be read (%s); moving it to %s and trying an older one.",
                 step,
@@ -155,28 +186,59 @@ def latest_or(workdir: str, step: int | None) -> int:
     return step
 
 
+def _read_subtree(workdir: str, step: int, subtree: str):
+    """-> (numpy subtree, record) of one step, read alone (partial restore)."""
+    manager = open_manager(workdir, read_only=True)
+    try:
+        record = manager.restore(step, args=ocp.args.Composite(**{RECORD: ocp.args.JsonRestore()}))[
+            RECORD
+        ]
+    finally:
+        manager.close()
+    path = as_path(workdir) / "checkpoints" / str(step) / STATE
+    saved = {subtree: _saved_tree(as_path(workdir) / "checkpoints", step)[subtree]}
+    item = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), saved)
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), saved)
+    restored = ocp.PyTreeCheckpointer().restore(
+        path,
+        args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args, partial_restore=True),
+    )
+    return restored[subtree], record
+
+
+def _checked_subtree(workdir: str, step: int, subtree: str):
+    """-> (subtree, record, None) when intact, else (None, None, what is wrong)."""
+    try:
+        params, record = _read_subtree(workdir, step, subtree)
+        reason = _damage({subtree: params}, record, prefix=f"{subtree}/")
+    except Exception as err:  # orbax/tensorstore raise many types here
+        return None, None, f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+    return (None, None, reason) if reason else (params, record, None)
+
+
 def load_params(workdir: str, step: int | None = None, subtree: str = "params"):
     """Host (numpy) copy of one subtree of a saved state, without the rest.
 
     -> (subtree, record, step). `subtree` is "params" (online branch) or
-    "target_params". Only that subtree is read from disk (partial restore).
+    "target_params". Only that subtree is read from disk (partial restore),
+    and checked against its fingerprints: a damaged step raises
+    CheckpointDamaged naming the steps whose subtree is intact.
     """
     step = latest_or(workdir, step)
-    manager = open_manager(workdir, read_only=True)
-    record = manager.restore(step, args=ocp.args.Composite(**{RECORD: ocp.args.JsonRestore()}))[
-        RECORD
-    ]
-    manager.close()
-    path = as_path(workdir) / "checkpoints" / str(step) / STATE
-    saved = {subtree: _saved_tree(as_path(workdir) / "checkpoints", step)[subtree]}
-    checkpointer = ocp.PyTreeCheckpointer()
-    item = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), saved)
-    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), saved)
-    restored = checkpointer.restore(
-        path,
-        args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args, partial_restore=True),
+    params, record, reason = _checked_subtree(workdir, step, subtree)
+    if reason is None:
+        return params, record, step
+    others = sorted(open_manager(workdir, read_only=True).all_steps(), reverse=True)
+    intact = [s for s in others if s != step and _checked_subtree(workdir, s, subtree)[2] is None]
+    raise CheckpointDamaged(
+        f"Checkpoint {step} in {as_path(workdir) / 'checkpoints'} is damaged ({reason}). "
+        + (
+            f"Intact steps there: {intact}; choose one (export --step=N, "
+            "config.init_step=N for fine-tuning and probing)."
+            if intact
+            else "No other step there is intact."
+        )
     )
-    return restored[subtree], record, step
 
 
 def _flat_shapes(tree) -> dict:

@@ -2,13 +2,67 @@
 multi-process start, and one-line messages for the failures a user can fix."""
 
 from collections.abc import Callable
+import logging as python_logging
+import os
 import sys
+import tempfile
 
 from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
 from symmim_jax.train import checkpoint, distributed, loop, run
+from symmim_jax.train.paths import as_path
+
+LOG_FILE = "log.txt"
+# Libraries whose messages are for a log file: a failed read or save makes
+# orbax and TensorStore log one traceback per array, and asyncio its tasks'.
+_LIBRARIES = (f"{os.sep}orbax{os.sep}", f"{os.sep}tensorstore", f"{os.sep}asyncio{os.sep}")
+
+
+def _from_library(record) -> bool:
+    return record.name.startswith("asyncio") or any(part in record.pathname for part in _LIBRARIES)
+
+
+class _LazyFileHandler(python_logging.FileHandler):
+    """Creates its file (and folder) at the first message: nothing is written
+    to the workdir before the run's checks passed, unless something is said."""
+
+    def __init__(self, path: str):
+        super().__init__(path, delay=True)
+
+    def _open(self):
+        os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
+        return super()._open()
+
+
+def log_libraries_to_file(workdir: str) -> str:
+    """Library messages leave the console for WORKDIR/log.txt (a temporary file
+    for a gs:// workdir) -> its path. Everything at WARNING and above goes there."""
+    if "://" in str(as_path(workdir)):
+        path = os.path.join(tempfile.mkdtemp(prefix="symmim_jax_"), LOG_FILE)
+    else:
+        path = os.path.join(os.path.abspath(workdir), LOG_FILE)
+    handler = _LazyFileHandler(path)
+    handler.setLevel(python_logging.WARNING)
+    handler.setFormatter(logging.PythonFormatter())
+    python_logging.getLogger().addHandler(handler)
+    console = logging.get_absl_handler()
+    console.addFilter(lambda record: not _from_library(record))
+    return path
+
+
+def parse_flags(argv):
+    """absl's flag parsing, with an unknown --config.FIELD as one line."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        sys.exit(f"Flags error: {err}")
+    except (AttributeError, KeyError) as err:  # ml_collections: no such field
+        while err.args and isinstance(err.args[0], BaseException):
+            err = err.args[0]
+        text = str(err.args[0] if err.args else err).replace("\n", ". ").replace("'", "'")
+        sys.exit(f"Config error: unknown config field {' '.join(text.split())}")
 
 
 def define_config_flag():
@@ -38,6 +92,7 @@ def main(train: Callable, parsed_flags):
         sys.exit(f"Distributed error: {err}")
     if jax.process_index() != 0 and not parsed_flags["verbosity"].present:
         logging.set_verbosity(logging.ERROR)  # process 0 speaks for the run
+    log_libraries_to_file(parsed_flags.workdir)
     try:
         train(parsed_flags.config, parsed_flags.workdir)
     except (run.ConfigError, checkpoint.CheckpointMismatch) as err:
@@ -50,4 +105,4 @@ def launch(train: Callable):
     """The `if __name__ == "__main__"` body of a training command."""
     define_flags()
     flags.mark_flags_as_required(["config"])
-    app.run(lambda argv: main(train, flags.FLAGS))
+    app.run(lambda argv: main(train, flags.FLAGS), flags_parser=parse_flags)

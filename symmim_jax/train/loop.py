@@ -6,6 +6,7 @@
 """
 
 from collections.abc import Callable
+import contextlib
 import json
 import signal
 import threading
@@ -89,13 +90,8 @@ def run(
 
     def save(step, state, force=False):
         record = checkpoint_record(config, step, run_key, **task.record())
-        try:
+        with saving(manager, step):
             checkpoint.save(manager, step, state, record, force=force)
-        except OSError as err:
-            raise TrainingStopped(
-                f"Saving checkpoint {step} in {manager.directory} failed ({err}); the "
-                f"checkpoints already there ({manager.all_steps()}) are intact."
-            ) from err
 
     writer = MetricWriter(workdir, resume_step=start)
     mesh = state.step.sharding.mesh  # every leaf of the state lives on the run's mesh
@@ -109,8 +105,36 @@ def run(
     try:
         with StopSignal() as stop:
             _loop(config, length, state, start, run_step, save, task, manager, writer, stop)
+        with saving(manager, manager.latest_step()):
+            manager.wait_until_finished()  # the last save, landed or named
     finally:
         writer.close()
+
+
+@contextlib.contextmanager
+def saving(manager, step):
+    """Any failure of a save (started here, or one started earlier and failed
+    in orbax's background thread) -> TrainingStopped naming path and cause."""
+    try:
+        yield
+    except checkpoint.NonFiniteState as err:
+        raise TrainingStopped(
+            f"Checkpoint {step} was not saved: {err}. The checkpoints in "
+            f"{manager.directory} ({manager.all_steps()}) hold the state from before."
+        ) from err
+    except Exception as err:  # orbax and TensorStore raise many types
+        cause = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:300]}"
+        raise TrainingStopped(
+            f"Saving a checkpoint (step {step}) in {manager.directory} failed ({cause}); "
+            f"the complete checkpoints already there ({_complete(manager)}) are intact."
+        ) from err
+
+
+def _complete(manager) -> list:
+    try:
+        return manager.all_steps()
+    except Exception:  # the folder itself may be what failed
+        return "unknown: the folder cannot be listed"
 
 
 def _loop(config, length, state, start, run_step, save, task, manager, writer, stop):
@@ -121,6 +145,8 @@ def _loop(config, length, state, start, run_step, save, task, manager, writer, s
         for step in range(start + 1, length.total_steps + 1):
             with profiler.step(step, state):
                 state, metrics, local_batch = run_step(state)
+            with saving(manager, manager.latest_step()):
+                manager.check_for_errors()  # a background save that failed: stop now
             final = step == length.total_steps
             profiler.after(step, state, final)
             if pace is None:  # the first step compiled: time from its end on
@@ -166,9 +192,9 @@ def _check_bad_steps(consecutive: int, step: int, config, manager):
     """Stops the run, before it saves again, after too many skipped steps."""
     if consecutive >= config.max_consecutive_bad_steps:
         raise TrainingStopped(
-            f"The last {consecutive} steps (up to step {step}) had a non-finite loss or "
-            "gradient and were skipped; stopping. The checkpoints in "
-            f"{manager.directory} ({manager.all_steps()}) hold the parameters from "
-            "before them. Lower config.optim.base_lr, check the input, or raise "
-            "config.max_consecutive_bad_steps."
+            f"The last {consecutive} steps (up to step {step}) had a non-finite loss, "
+            "gradient or update, or a spike (config.guard), and were skipped; stopping. "
+            f"The checkpoints in {manager.directory} ({manager.all_steps()}) hold the "
+            "parameters from before them. Lower config.optim.base_lr, check the input, "
+            "or raise config.max_consecutive_bad_steps."
         )

@@ -2,6 +2,7 @@
 
 import json
 
+from absl import logging
 from flax.metrics import tensorboard
 import jax
 
@@ -26,12 +27,26 @@ class MetricWriter:
             self._jsonl = as_path(workdir) / "metrics.jsonl"
             self._lines = []
             if self._jsonl.exists():
-                self._lines = [
-                    line
-                    for line in self._jsonl.read_text().splitlines(True)
-                    if line.strip() and json.loads(line)["step"] <= resume_step
-                ]
+                self._lines = self._kept_lines(resume_step)
                 self._rewrite()
+
+    def _kept_lines(self, resume_step: int) -> list[str]:
+        """The lines up to `resume_step`; a torn line (a copy or an editor cut
+        short) is dropped and named."""
+        kept, torn = [], []
+        for number, line in enumerate(self._jsonl.read_text().splitlines(True), 1):
+            if not line.strip():
+                continue
+            try:
+                step = json.loads(line)["step"]
+            except (ValueError, KeyError, TypeError):
+                torn.append(number)
+                continue
+            if step <= resume_step:
+                kept.append(line if line.endswith("\n") else line + "\n")
+        if torn:
+            logging.warning("Dropped unreadable lines %s of %s.", torn, self._jsonl)
+        return kept
 
     def _rewrite(self):
         # Whole, through a temporary file: a kill leaves the old or the new

@@ -27,6 +27,7 @@ from symmim_jax.data import pipeline
 from symmim_jax.models import vit
 from symmim_jax.train import checkpoint, loop, profiling, provenance, sharding
 from symmim_jax.train import step as step_lib
+from symmim_jax.train import workdir as workdir_lib
 from symmim_jax.train.paths import as_path
 
 
@@ -165,8 +166,8 @@ def check_config(config, num_devices: int, num_processes: int):
 
 
 def open_workdir(workdir: str, config):
-    """Creates the workdir (never clears it), writes config.json on a first
-    start, and opens its checkpoints."""
+    """Creates the workdir (never clears it), takes its lock, writes or checks
+    config.json (workdir.py), and opens its checkpoints -> (manager, lock)."""
     path = as_path(workdir)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -175,12 +176,16 @@ def open_workdir(workdir: str, config):
     # A bucket (gs://) says whether it is writable only when written to.
     if "://" not in str(path) and not os.access(path, os.W_OK):
         raise ConfigError(f"--workdir={workdir} is not writable.")
-    config_path = path / "config.json"
-    if jax.process_index() == 0 and not config_path.exists():
-        config_path.write_text(config.to_json_best_effort(indent=2))
-    return checkpoint.open_manager(
-        workdir, checkpoint_every=config.checkpoint_every, keep=config.keep_checkpoints
-    )
+    lock = checked(workdir_lib.lock, workdir)
+    try:
+        manager = checkpoint.open_manager(
+            workdir, checkpoint_every=config.checkpoint_every, keep=config.keep_checkpoints
+        )
+        checked(workdir_lib.settle_config, workdir, config, manager.latest_step() is not None)
+    except BaseException:
+        lock.release()
+        raise
+    return manager, lock
 
 
 def _finished(manager, length: RunLength, workdir: str) -> bool:
@@ -274,11 +279,20 @@ def run(task: Task, workdir: str, devices=None):
     devices = jax.devices() if devices is None else list(devices)
     length, facts = prepare(task, len(devices))
     objective, tx, lr_schedule = task.build(length, facts)
-    manager = open_workdir(workdir, config)
-    if _finished(manager, length, workdir):
+    manager, lock = open_workdir(workdir, config)
+    try:
+        if not _finished(manager, length, workdir):
+            _train(task, workdir, devices, manager, (objective, tx, lr_schedule), length)
+    finally:
+        # Also on an exception: let a started save land rather than tear it.
+        manager.wait_until_finished()
         manager.close()
-        return
+        lock.release()
 
+
+def _train(task: Task, workdir: str, devices, manager, built, length: RunLength):
+    config = task.config
+    objective, tx, lr_schedule = built
     mesh = sharding.make_mesh(config.mesh, devices)
     task.start(mesh, workdir)
     try:
@@ -295,7 +309,4 @@ def run(task: Task, workdir: str, devices=None):
         loop.run(config, workdir, length, manager, state, start, run_step, run_key, task)
         task.finish()
     finally:
-        # Also on an exception: let a started save land rather than tear it.
-        manager.wait_until_finished()
-        manager.close()
         task.close()

@@ -4,11 +4,13 @@ Every run trains an objective: a pretraining method (`methods/`), fine-tuning
 (`finetune.py`) or the linear probe (`linear_probe.py`). The objective says how
 to initialize and what loss to take; this step does the rest, the same for all:
 input normalization, gradient accumulation, the optimizer update, the updates
-that are not gradient steps (an EMA target, method state), and skipping
-non-finite steps.
+that are not gradient steps (an EMA target, method state), and skipping the
+steps the guard rejects: a non-finite loss, gradient or updated state, or a
+spike (config.guard).
 """
 
 import abc
+import dataclasses
 import functools
 from typing import Any
 
@@ -28,8 +30,61 @@ class TrainState:
     target_params: Any  # read by the loss, not trained: EMA target, frozen encoder; {}
     method_state: Any  # the objective's non-parameter state (e.g. BatchNorm stats); {}
     opt_state: optax.OptState
-    bad_steps: jax.Array  # int32 scalar: non-finite steps skipped in total
+    bad_steps: jax.Array  # int32 scalar: rejected (skipped) steps in total
     consecutive_bad_steps: jax.Array  # int32 scalar: ... since the last good one
+    guard: Any  # running levels of the spike guard: {"loss", "update", "kept"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Guard:
+    """When a finite step is still rejected (config.guard; 0 turns a test off).
+
+    spike_factor: loss or update norm above factor x its running level (an
+      exponential moving average with `spike_decay` over kept steps, trusted
+      after `spike_warmup_steps` of them).
+    max_update_ratio: update norm above ratio x parameter norm, from step 1 on:
+      what a far too large learning rate does before any level exists.
+    """
+
+    spike_factor: float = 10.0
+    spike_decay: float = 0.9
+    spike_warmup_steps: int = 20
+    max_update_ratio: float = 1.0
+
+    @classmethod
+    def from_config(cls, guard_config) -> "Guard":
+        return cls(**{f.name: guard_config[f.name] for f in dataclasses.fields(cls)})
+
+    def levels(self):
+        zero = jnp.zeros((), jnp.float32)
+        return {"loss": zero, "update": zero, "kept": jnp.zeros((), jnp.int32)}
+
+    def spike(self, levels, loss, update_norm, param_norm):
+        """Whether this step is a spike (a bool scalar, computed on device)."""
+        kept = levels["kept"]
+        debias = 1.0 - self.spike_decay ** kept.astype(jnp.float32)
+        trusted = (kept >= self.spike_warmup_steps) & (self.spike_factor > 0)
+        loss_level = levels["loss"] / jnp.maximum(debias, 1e-12)
+        update_level = levels["update"] / jnp.maximum(debias, 1e-12)
+        # Above factor x level for a positive level; losses may be negative.
+        loss_spike = loss - loss_level > (self.spike_factor - 1) * jnp.abs(loss_level)
+        update_spike = update_norm > self.spike_factor * update_level
+        # All-zero parameters (a zero-initialized model) give no scale to compare with.
+        too_large = (
+            (self.max_update_ratio > 0)
+            & (param_norm > 0)
+            & (update_norm > self.max_update_ratio * param_norm)
+        )
+        return (trusted & (loss_spike | update_spike)) | too_large
+
+    def updated(self, levels, loss, update_norm):
+        """The running levels after a kept step (skipped ones keep the old)."""
+        decay = self.spike_decay
+        return {
+            "loss": decay * levels["loss"] + (1 - decay) * loss,
+            "update": decay * levels["update"] + (1 - decay) * update_norm,
+            "kept": levels["kept"] + 1,
+        }
 
 
 @flax.struct.dataclass
@@ -74,6 +129,7 @@ def init_state(objective: Objective, tx, key, image_shape) -> TrainState:
         opt_state=tx.init(params),
         bad_steps=zero,
         consecutive_bad_steps=zero,
+        guard=Guard().levels(),
     )
 
 
@@ -144,13 +200,15 @@ def train_step(
     std,
     nan_at_steps=(),
     accum_steps: int = 1,
+    guard: Guard = Guard(),
 ):
     """(state, batch, key) -> (state, metrics): loss, grads, update, after_step.
 
     `key` is the run's base key; each step folds in its step number so the
     masks and drop path of step s do not depend on where the run resumed. A
-    step whose loss or gradients are not finite changes nothing but the step
-    and the bad-step counters.
+    step whose loss, gradients or updated parameters are not finite, or that
+    `guard` calls a spike, changes nothing but the step and the bad-step
+    counters. The decision is taken here, on device: no host sync.
     """
     key = jax.random.fold_in(key, state.step)
     batch = model_inputs(batch, state.step, mean, std, nan_at_steps)
@@ -160,34 +218,45 @@ def train_step(
     target_params, method_state, after_metrics = objective.after_step(
         params, state.target_params, state.method_state, out.observations, state.step
     )
-    grad_norm = optax.global_norm(grads)
-    finite = jnp.isfinite(out.loss) & jnp.isfinite(grad_norm)
+    grad_norm, update_norm = optax.global_norm(grads), optax.global_norm(updates)
+    param_norm = optax.global_norm(state.params)
+    finite = jnp.isfinite(out.loss) & jnp.isfinite(grad_norm) & jnp.isfinite(update_norm)
+    # A finite gradient can still meet a damaged optimizer moment: check the result.
+    finite &= jnp.isfinite(optax.global_norm((params, target_params)))
+    keep = finite & ~guard.spike(state.guard, out.loss, update_norm, param_norm)
     new = {
         "params": params,
         "target_params": target_params,
         "method_state": method_state,
         "opt_state": opt_state,
+        "guard": guard.updated(state.guard, out.loss, update_norm),
     }
-    old = {name: getattr(state, name) for name in new}
-    bad = (~finite).astype(jnp.int32)
-    # Select, not multiply: 0 * NaN would still be NaN.
-    new_state = state.replace(
-        step=state.step + 1,
-        bad_steps=state.bad_steps + bad,
-        consecutive_bad_steps=(state.consecutive_bad_steps + 1) * bad,
-        **optax.tree_utils.tree_where(finite, new, old),
-    )
+    new_state = _kept_or_skipped(state, keep, new)
     metrics = {
         "loss": out.loss,
         **out.metrics,
         **after_metrics,
         "lr": lr_schedule(state.step),
         "grad_norm": grad_norm,
+        "update_norm": update_norm,
         "param_norm": optax.global_norm(new_state.params),
         "bad_steps": new_state.bad_steps,
         "consecutive_bad_steps": new_state.consecutive_bad_steps,
     }
     return new_state, metrics
+
+
+def _kept_or_skipped(state: TrainState, keep, new: dict) -> TrainState:
+    """The next state: `new` where kept, else the old one with the skip counted."""
+    old = {name: getattr(state, name) for name in new}
+    bad = (~keep).astype(jnp.int32)
+    # Select, not multiply: 0 * NaN would still be NaN.
+    return state.replace(
+        step=state.step + 1,
+        bad_steps=state.bad_steps + bad,
+        consecutive_bad_steps=(state.consecutive_bad_steps + 1) * bad,
+        **optax.tree_utils.tree_where(keep, new, old),
+    )
 
 
 def step_function(config, objective: Objective, tx, lr_schedule, **options):
@@ -215,6 +284,7 @@ def jit_train_step(config, objective: Objective, tx, lr_schedule, state_sharding
         lr_schedule,
         nan_at_steps=tuple(config.debug.nan_at_steps),
         accum_steps=config.grad_accum_steps,
+        guard=Guard.from_config(config.guard),
     )
     return jax.jit(
         step,
