@@ -291,8 +291,9 @@ def make_eval_iterator(
     """One ordered pass over `split` (its first `limit` examples): batches
     {"image": uint8 [b, S, S, 3], "label": [b], "valid": [b]} of this process.
 
-    The last batch is padded (valid = 0) so every process yields the same
-    number of equal batches."""
+    Each example of the split is in exactly one process's share; the shares
+    are padded (valid = 0) to the same number of equal batches, since every
+    process takes part in each evaluation step."""
     if process_index is None:
         process_index = jax.process_index()
     if process_count is None:
@@ -302,12 +303,13 @@ def make_eval_iterator(
     sources.require_labels(builder, config.dataset)
     if limit:
         split = f"{split}[:{limit}]"
-    split = tfds.even_splits(split, n=process_count, drop_remainder=True)[process_index]
+    num_batches = -(-sources.largest_eval_share(builder, split, process_count) // local_batch)
     ds = builder.as_dataset(
-        split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()}
+        split=sources.eval_split(split, process_index, process_count),
+        shuffle_files=False,
+        decoders={"image": tfds.decode.SkipDecoding()},
     )
     count = int(ds.cardinality())
-    num_batches = -(-count // local_batch)
     ds = ds.map(
         lambda ex: {
             "image": resize_center(ex["image"], config.input),
