@@ -172,19 +172,15 @@ def _epoch_dataset(
             skip=skip,
             keys=keys,
         )
-    # Index within the epoch seeds the augmentation, so a parallel map (and a
-    # resume that skips ahead) draws the same crops.
-    ds = ds.map(
-        lambda index, example: {
-            **example,
-            "image": augment(
-                example["image"],
-                tf.stack([tf.constant(augment_seed, tf.int64), index]),
-                config.input,
-            ),
-        },
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
+
+    def augmented(index, example):
+        # Index within the epoch seeds the augmentation, so a parallel map (and a
+        # resume that skips ahead) draws the same crops.
+        seed = tf.stack([tf.constant(augment_seed, tf.int64), index])
+        out = augment(example["image"], seed, config.input)
+        return {**example, **(out if isinstance(out, dict) else {"image": out})}
+
+    ds = ds.map(augmented, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(local_batch, drop_remainder=True)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
@@ -218,7 +214,8 @@ def make_train_iterator(
 ) -> Iterator[dict[str, np.ndarray]]:
     """Yields {"image": uint8 [local_batch, S, S, 3](, "label": int [local_batch])}
     forever from `start_step`, the image through `augment(bytes, seed [2],
-    config.input) -> uint8 [S, S, 3]`."""
+    config.input) -> uint8 [S, S, 3]` (or a dict of features with "image",
+    each batched alike)."""
     if process_index is None:
         process_index = jax.process_index()
     if process_count is None:
