@@ -59,15 +59,16 @@ def test_posterize_at_full_magnitude_keeps_no_bits():
     assert not out.any()
 
 
-_RAND_AUGMENT = tf.function(
-    lambda seed: randaugment.rand_augment(
-        tf.constant(IMAGES["smooth"]), seed, num_ops=2, magnitude=9.0, magnitude_std=0.5, fill=FILL
-    )
-)
-
-
 def _run(seed):
-    return _RAND_AUGMENT(tf.constant([seed, 1], tf.int64)).numpy()
+    # Eager: only the drawn ops run (tracing all 15 twice costs more than 60 calls).
+    return randaugment.rand_augment(
+        tf.constant(IMAGES["smooth"]),
+        tf.constant([seed, 1], tf.int64),
+        num_ops=2,
+        magnitude=9.0,
+        magnitude_std=0.5,
+        fill=FILL,
+    ).numpy()
 
 
 def test_rand_augment_is_a_function_of_the_seed():
@@ -80,5 +81,5 @@ def test_rand_augment_is_a_function_of_the_seed():
 def test_about_a_quarter_of_images_pass_two_layers_unchanged():
     """Each layer applies with probability 0.5: P(neither) = 0.25; a few ops
     (e.g. autocontrast of a full-range image) also leave it unchanged."""
-    unchanged = np.mean([np.array_equal(_run(s), IMAGES["smooth"]) for s in range(80)])
+    unchanged = np.mean([np.array_equal(_run(s), IMAGES["smooth"]) for s in range(60)])
     assert 0.1 <= unchanged <= 0.5
