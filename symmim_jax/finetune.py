@@ -23,7 +23,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
-from symmim_jax.data import augment, mixup, pipeline, sources  # noqa: E402
+from symmim_jax.data import augment, erasing, mixup, pipeline, sources  # noqa: E402
 from symmim_jax.evaluation import classification  # noqa: E402
 from symmim_jax.models import classifier  # noqa: E402
 from symmim_jax.ops import ema, patches  # noqa: E402
@@ -46,10 +46,13 @@ class FineTune(step.Objective):
 
     def loss(self, params, batch, key, *, target_params, method_state):
         fc = self.config
-        mix_key, drop_key = jax.random.split(key)
+        mix_key, drop_key, erase_key = jax.random.split(key, 3)
+        images = batch["image"]  # normalized
+        if "erase_box" in batch:  # timm erases per image, after normalization, before mixup
+            images = erasing.erase(erase_key, images, batch["erase_box"])
         images, targets = mixup.mix(
             mix_key,
-            batch["image"],
+            images,
             batch["label"],
             self.num_classes,
             mixup_alpha=fc.mixup_alpha,
@@ -90,10 +93,15 @@ class FineTuning(run.Task):
                 raise ValueError(f"config.finetune.{field}={fc[field]} must be in [0, 1].")
         if not 0 <= fc.ema_decay < 1:
             raise ValueError(f"config.finetune.ema_decay={fc.ema_decay} must be in [0, 1).")
-        if not (aug.randaug_num_ops >= 0 and 0 <= aug.randaug_magnitude <= 10):
+        if not (
+            aug.randaug_num_ops >= 0
+            and 0 <= aug.randaug_magnitude <= 10
+            and aug.randaug_magnitude_std >= 0
+        ):
             raise ValueError(
                 f"config.augment.randaug_num_ops={aug.randaug_num_ops} must be "
-                f">= 0 and randaug_magnitude={aug.randaug_magnitude} in [0, 10]."
+                f">= 0, randaug_magnitude={aug.randaug_magnitude} in [0, 10] and "
+                f"randaug_magnitude_std={aug.randaug_magnitude_std} >= 0."
             )
         if not 0 <= aug.reprob <= 1:
             raise ValueError(f"config.augment.reprob={aug.reprob} must be in [0, 1].")
@@ -121,10 +129,13 @@ class FineTuning(run.Task):
         return self.objective, tx, lr_schedule
 
     def input_spec(self, batch_size):
-        return {
+        spec = {
             **super().input_spec(batch_size),
             "label": jax.ShapeDtypeStruct((batch_size,), jnp.int32),
         }
+        if self.config.augment.reprob:
+            spec["erase_box"] = jax.ShapeDtypeStruct((batch_size, 4), jnp.int32)
+        return spec
 
     def start(self, mesh, workdir):
         config, objective = self.config, self.objective

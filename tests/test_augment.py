@@ -1,42 +1,41 @@
-"""Fine-tuning augmentation: deterministic for a seed, shapes kept, erasing boxes."""
+"""Fine-tuning augmentation through the pipeline: images and erasing boxes."""
 
+import itertools
+
+from fake_fashion_mnist import make_config
+import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from symmim_jax.data import augment
+from symmim_jax.data import augment, pipeline
 
 
-def _image():
-    return tf.constant(np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8))
-
-
-def test_rand_augment_is_a_function_of_the_seed():
-    run = tf.function(
-        lambda seed: augment.rand_augment(
-            _image(), seed, num_ops=2, magnitude=9.0, magnitude_std=0.5
-        )
+def _augment_config(reprob):
+    return ml_collections.ConfigDict(
+        dict(randaug_num_ops=1, randaug_magnitude=9.0, randaug_magnitude_std=0.5, reprob=reprob)
     )
-    outs = [run(tf.constant([s, 1], tf.int64)).numpy() for s in (0, 0, 1, 2, 3, 4)]
-    np.testing.assert_array_equal(outs[0], outs[1])
-    assert all(o.shape == (16, 16, 3) and o.dtype == np.uint8 for o in outs)
-    assert any(not np.array_equal(outs[0], o) for o in outs[2:])
 
 
-def test_every_op_keeps_shape_and_range():
-    for index, op in enumerate(augment._ops(_image(), tf.constant(9.0), tf.constant(-1.0))):
-        out = op()
-        assert out.shape == (16, 16, 3) and out.dtype == tf.uint8, index
+def test_fill_is_timms_img_mean():
+    imagenet = ml_collections.ConfigDict(dict(mean=(0.485, 0.456, 0.406)))
+    assert augment.fill_color(imagenet) == (124, 116, 104)
 
 
-def test_random_erasing_changes_one_box_or_nothing():
-    image = tf.zeros((16, 16, 3), tf.uint8)
-    kept = augment.random_erase(image, tf.constant([0, 0], tf.int64), prob=0.0)
-    np.testing.assert_array_equal(kept, image)
-    erased = augment.random_erase(image, tf.constant([3, 0], tf.int64), prob=1.0).numpy()
-    rows, cols = np.nonzero(erased.any(axis=2))
-    assert len(rows) > 0
-    box = np.zeros((16, 16), bool)
-    box[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] = True
-    assert not erased[~box].any()  # nothing outside one rectangle
-    area = box.sum() / 256
-    assert 0.02 * 0.5 <= area <= 1 / 3 * 1.5
+def test_batches_carry_an_erase_box_when_erasing_is_on(fake_fmnist):
+    config = make_config(fake_fmnist, mean=(0.5, 0.5, 0.5))
+    image_bytes = tf.io.encode_png(tf.zeros((20, 20, 3), tf.uint8))
+    seed = tf.constant([0, 0], tf.int64)
+    off = augment.make_finetune_augment(_augment_config(0.0))(image_bytes, seed, config.input)
+    assert set(off) == {"image"}
+    batches = pipeline.make_train_iterator(
+        config,
+        with_label=True,
+        process_index=0,
+        process_count=1,
+        augment=augment.make_finetune_augment(_augment_config(1.0)),
+    )
+    batch = next(itertools.islice(batches, 1, None))
+    assert batch["image"].shape == (6, 16, 16, 3) and batch["image"].dtype == np.uint8
+    boxes = batch["erase_box"]
+    assert boxes.shape == (6, 4) and boxes.dtype == np.int32
+    assert (boxes[:, 2] > 0).all() and (boxes[:, :2] + boxes[:, 2:] <= 16).all()

@@ -67,6 +67,50 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_loss():
     assert losses[-1] < losses[0] - 0.1, losses
 
 
+def test_the_loss_erases_the_boxes_of_the_batch():
+    """A box over the whole image replaces it by noise (another loss); an empty
+    box changes nothing; both before mixup, in normalized units."""
+    config = tiny_config.finetune()
+    config.finetune.mixup_alpha = config.finetune.cutmix_alpha = 0.0
+    method = finetune.FineTune(config, num_classes=4)
+    params, _, _ = method.init(jax.random.key(0), np.zeros((1, 16, 16, 3), np.float32))
+    rng = np.random.default_rng(0)
+    batch = {"image": rng.normal(size=(2, 16, 16, 3)).astype(np.float32), "label": np.arange(2)}
+
+    def loss(**extra):
+        out = method.loss(
+            params, {**batch, **extra}, jax.random.key(3), target_params={}, method_state={}
+        )
+        return float(out.loss)
+
+    empty = np.zeros((2, 4), np.int32)
+    whole = np.tile(np.array([[0, 0, 16, 16]], np.int32), (2, 1))
+    assert loss(erase_box=empty) == loss()
+    assert loss(erase_box=whole) != loss()
+
+
+def test_the_step_takes_the_erase_boxes_its_input_spec_declares():
+    """With erasing on, the task's batch has "erase_box" and its step traces on it."""
+    config = tiny_config.finetune()
+    config.augment.reprob = 0.25
+    task = finetune.FineTuning(config)
+    objective, tx, schedule = task.build(run.RunLength(1, 10, 1), run.DataFacts(64, 4))
+    spec = task.input_spec(8)
+    assert spec["erase_box"].shape == (8, 4)
+    init = functools.partial(init_state, objective, tx, image_shape=(1, 16, 16, 3))
+    state = jax.eval_shape(init, jax.random.key(0))
+    step = functools.partial(
+        train_step,
+        objective=objective,
+        tx=tx,
+        lr_schedule=schedule,
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+    )
+    _, metrics = jax.eval_shape(step, state, spec, jax.random.key(1))
+    assert metrics["loss"].shape == ()
+
+
 @pytest.mark.slow
 def test_demo_config_end_to_end_from_a_pretraining_workdir(fake_source, tmp_path):
     saved = encoder_params("mu/4", 16, seed=5)

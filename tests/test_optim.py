@@ -1,3 +1,5 @@
+import importlib
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -36,6 +38,84 @@ def test_weight_decay_mask_on_vit_params():
     assert not mask["cls_token"] and not mask["mask_token"]
 
 
+PRESETS = [
+    ("pretrain", name, arg)
+    for name, args in (
+        ("symmim", ("S/16", "B/16", "L/16")),
+        ("simmim", ("B/16",)),
+        ("mae", ("B/16",)),
+        ("ccmim", ("B/16",)),
+        ("mixmim", ("B/16",)),
+        ("demo", (None,)),
+    )
+    for arg in args
+]
+PRESETS += [("finetune", "finetune", arg) for arg in ("S/16", "B/16", "L/16")]
+PRESETS += [("finetune", "demo_finetune", None), ("probe", "linear_probe", "B/16")]
+PRESETS += [("probe", "demo_linear_probe", None)]
+# The names a parameter may have; one not listed fails the test below rather
+# than falling silently on either side of the mask.
+WEIGHTS = {"kernel", "embedding"}
+NOT_DECAYED = {"bias", "scale", "cls_token", "mask_token", "pos_embed"}
+
+
+def _preset_params(kind, name, arg):
+    """The trainable parameters of a preset's task, as shapes (one eval_shape)."""
+    from symmim_jax import finetune, linear_probe, pretrain
+    from symmim_jax.train import run
+
+    module = importlib.import_module(f"symmim_jax.configs.{name}")
+    config = module.get_config() if arg is None else module.get_config(arg)
+    task_class = {
+        "pretrain": pretrain.Pretraining,
+        "finetune": finetune.FineTuning,
+        "probe": linear_probe.LinearProbing,
+    }[kind]
+    task = task_class(config)
+    task.check_config()
+    objective, _, _ = task.build(run.RunLength(10, 100, 10), run.DataFacts(1000, 10))
+    size = config.input.image_size
+    images = jnp.zeros((1, size, size, 3))
+    return jax.eval_shape(objective.init, jax.random.key(0), images)[0]
+
+
+@pytest.mark.parametrize("kind, name, arg", PRESETS)
+def test_only_weights_decay_in_every_preset(kind, name, arg):
+    """No bias, norm, token or position embedding decays, whatever its rank."""
+    params = _preset_params(kind, name, arg)
+    mask = optim.weight_decay_mask(params)
+    kept_ranks = set()
+    for (path, leaf), decays in zip(
+        jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(mask), strict=True
+    ):
+        leaf_name = str(path[-1].key)
+        where = jax.tree_util.keystr(path)
+        assert leaf_name in WEIGHTS | NOT_DECAYED, f"{where}: unknown parameter name"
+        assert decays == (leaf_name in WEIGHTS), where
+        assert not decays or leaf.ndim >= 2, where
+        if not decays:
+            kept_ranks.add(leaf.ndim)
+    assert any(jax.tree.leaves(mask))
+    if kind != "probe":  # a ViT: the qkv bias is [3, heads, head_dim] and not decayed
+        assert 3 in kept_ranks
+
+
+def test_lars_decays_and_scales_only_the_weights():
+    tx, _ = optim.make_lars(
+        ml_collections.ConfigDict(
+            dict(base_lr=1.0, base_batch_size=1, weight_decay=0.5, min_lr=0.0, momentum=0.0)
+        ),
+        batch_size=1,
+        total_steps=10,
+        warmup_steps=0,
+    )
+    params = {"head": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones((2, 2))}}
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    updates, _ = tx.update(zeros, tx.init(params), params)
+    assert float(jnp.abs(updates["head"]["kernel"]).min()) > 0
+    np.testing.assert_allclose(updates["head"]["bias"], 0.0)
+
+
 def test_lr_scales_with_batch_and_follows_warmup_cosine():
     _, schedule = optim.make_adamw(
         _optim_config(), batch_size=512, total_steps=100, warmup_steps=10
@@ -52,7 +132,7 @@ def test_weight_decay_applies_only_where_masked():
     tx, _ = optim.make_adamw(
         _optim_config(weight_decay=0.5, base_lr=1.0, base_batch_size=1), 1, 10, 0
     )
-    params = {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones((2,))}}
+    params = {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones((3, 2, 2))}}
     zeros = jax.tree.map(jnp.zeros_like, params)
     updates, _ = tx.update(zeros, tx.init(params), params)
     lr = 1.0  # warm-up 0: step 0 is at the peak

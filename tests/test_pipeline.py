@@ -147,3 +147,75 @@ def test_decoding_only_the_crop_window_matches_decode_then_crop(kind):
             assert np.abs(got - want).mean() < 0.5
         else:
             np.testing.assert_array_equal(got, want)
+
+
+def _eval_passes(fake_fmnist, process_count, batch_size, limit=None):
+    """Each process's evaluation batches over the train split, at the native size
+    (resize_center keeps the raw image, so an image's bytes identify it)."""
+    config = make_config(fake_fmnist, image_size=28, eval_crop_pct=1.0)
+    return [
+        list(
+            pipeline.make_eval_iterator(
+                config,
+                "train",
+                batch_size=batch_size,
+                limit=limit,
+                process_index=index,
+                process_count=process_count,
+            )
+        )
+        for index in range(process_count)
+    ]
+
+
+@pytest.mark.parametrize(
+    "process_count, batch_size, limit", [(1, 6, None), (3, 6, None), (3, 9, None), (4, 8, 10)]
+)
+def test_evaluation_counts_every_example_once_on_any_process_count(
+    fake_fmnist, process_count, batch_size, limit
+):
+    def valid_images(passes):
+        return sorted(
+            image[..., 0].tobytes()
+            for batches in passes
+            for batch in batches
+            for image, valid in zip(batch["image"], batch["valid"])
+            if valid
+        )
+
+    passes = _eval_passes(fake_fmnist, process_count, batch_size, limit)
+    assert len({len(batches) for batches in passes}) == 1  # all step together
+    seen = valid_images(passes)
+    if limit is None:
+        assert seen == sorted(image.tobytes() for image in fake_fmnist[2])
+    else:  # the split's first `limit` examples, as one process reads them
+        assert len(seen) == limit and seen == valid_images(
+            _eval_passes(fake_fmnist, 1, limit, limit)
+        )
+    assert all(b["image"].shape[0] == batch_size // process_count for p in passes for b in p)
+
+
+def test_padded_examples_do_not_count_in_the_accuracy(fake_fmnist):
+    """Top-1/top-5 of three processes' padded shares equal one unpadded pass's."""
+    from symmim_jax.evaluation import classification
+
+    def totals(passes):
+        counts = [
+            classification.count_correct(
+                # Arbitrary but fixed predictions; the zero images of the padding
+                # predict class 0, their label, so counted they would raise top-1.
+                batch["image"][:, 0, :10, 0].astype(np.float32),
+                batch["label"],
+                batch["valid"],
+            )
+            for batches in passes
+            for batch in batches
+        ]
+        return {key: int(sum(c[key] for c in counts)) for key in ("top1", "top5", "n")}
+
+    (unpadded,) = _eval_passes(fake_fmnist, 1, 40)
+    assert all(batch["valid"].all() for batch in unpadded)
+    padded = _eval_passes(fake_fmnist, 3, 9)
+    assert sum(int((1 - b["valid"]).sum()) for p in padded for b in p) > 0
+    assert totals(padded) == totals([unpadded])
+    assert totals([unpadded])["n"] == 40

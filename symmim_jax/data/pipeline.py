@@ -172,19 +172,15 @@ def _epoch_dataset(
             skip=skip,
             keys=keys,
         )
-    # Index within the epoch seeds the augmentation, so a parallel map (and a
-    # resume that skips ahead) draws the same crops.
-    ds = ds.map(
-        lambda index, example: {
-            **example,
-            "image": augment(
-                example["image"],
-                tf.stack([tf.constant(augment_seed, tf.int64), index]),
-                config.input,
-            ),
-        },
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
+
+    def augmented(index, example):
+        # Index within the epoch seeds the augmentation, so a parallel map (and a
+        # resume that skips ahead) draws the same crops.
+        seed = tf.stack([tf.constant(augment_seed, tf.int64), index])
+        out = augment(example["image"], seed, config.input)
+        return {**example, **(out if isinstance(out, dict) else {"image": out})}
+
+    ds = ds.map(augmented, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(local_batch, drop_remainder=True)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
@@ -218,7 +214,8 @@ def make_train_iterator(
 ) -> Iterator[dict[str, np.ndarray]]:
     """Yields {"image": uint8 [local_batch, S, S, 3](, "label": int [local_batch])}
     forever from `start_step`, the image through `augment(bytes, seed [2],
-    config.input) -> uint8 [S, S, 3]`."""
+    config.input) -> uint8 [S, S, 3]` (or a dict of features with "image",
+    each batched alike)."""
     if process_index is None:
         process_index = jax.process_index()
     if process_count is None:
@@ -291,8 +288,9 @@ def make_eval_iterator(
     """One ordered pass over `split` (its first `limit` examples): batches
     {"image": uint8 [b, S, S, 3], "label": [b], "valid": [b]} of this process.
 
-    The last batch is padded (valid = 0) so every process yields the same
-    number of equal batches."""
+    Each example of the split is in exactly one process's share; the shares
+    are padded (valid = 0) to the same number of equal batches, since every
+    process takes part in each evaluation step."""
     if process_index is None:
         process_index = jax.process_index()
     if process_count is None:
@@ -302,12 +300,13 @@ def make_eval_iterator(
     sources.require_labels(builder, config.dataset)
     if limit:
         split = f"{split}[:{limit}]"
-    split = tfds.even_splits(split, n=process_count, drop_remainder=True)[process_index]
+    num_batches = -(-sources.largest_eval_share(builder, split, process_count) // local_batch)
     ds = builder.as_dataset(
-        split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()}
+        split=sources.eval_split(split, process_index, process_count),
+        shuffle_files=False,
+        decoders={"image": tfds.decode.SkipDecoding()},
     )
     count = int(ds.cardinality())
-    num_batches = -(-count // local_batch)
     ds = ds.map(
         lambda ex: {
             "image": resize_center(ex["image"], config.input),

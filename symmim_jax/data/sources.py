@@ -101,6 +101,18 @@ def process_split(split: str, process_index: int, process_count: int) -> str:
     return tfds.even_splits(split, n=process_count, drop_remainder=True)[process_index]
 
 
+def eval_split(split: str, process_index: int, process_count: int) -> str:
+    """This process's share of an evaluation split: every example in exactly one
+    share, the first `count % process_count` shares one example longer."""
+    return tfds.even_splits(split, n=process_count, drop_remainder=False)[process_index]
+
+
+def largest_eval_share(builder, split: str, process_count: int) -> int:
+    """Examples in the longest share of `eval_split`, which sets every process's
+    number of evaluation batches."""
+    return -(-_cardinality(builder, split) // process_count)
+
+
 def local_num_examples(builder, split, process_count) -> int:
     """Examples each process reads per epoch."""
     if isinstance(builder, image_folder.ImageFolder):

@@ -5,18 +5,18 @@ warm-up + cosine schedule. Each checks its own config fields."""
 import jax
 import optax
 
-# Parameters that carry no weight decay besides biases and norms (docs/METHOD.md §4).
-NO_DECAY_NAMES = ("cls_token", "mask_token", "pos_embed")
+# The only parameters weight decay applies to: the weights of dense, convolution
+# and embedding layers (flax's names). Biases, norm scales and biases, the
+# [CLS] and mask tokens and position embeddings keep their values, whatever their
+# rank (the qkv bias is [3, heads, head_dim]); docs/METHOD.md §4.
+DECAYED_NAMES = ("kernel", "embedding")
 
 
 def weight_decay_mask(params):
-    """True where weight decay applies: matrices and kernels, not tokens or norms."""
-
-    def decays(path, leaf):
-        name = str(getattr(path[-1], "key", path[-1]))
-        return leaf.ndim > 1 and name not in NO_DECAY_NAMES
-
-    return jax.tree_util.tree_map_with_path(decays, params)
+    """True where weight decay applies: by the parameter's name, not its rank."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: str(getattr(path[-1], "key", path[-1])) in DECAYED_NAMES, params
+    )
 
 
 def peak_learning_rate(optim_config, batch_size: int) -> float:
@@ -67,15 +67,14 @@ def check_lars(optim_config):
 
 
 def make_lars(optim_config, batch_size: int, total_steps: int, warmup_steps: int):
-    """LARS for linear probing (MAE): trust ratio and weight decay on matrices
-    only. -> (transformation, schedule)."""
+    """LARS for linear probing (MAE): trust ratio and weight decay on weights
+    only, not on biases or norms. -> (transformation, schedule)."""
     schedule = warmup_cosine(optim_config, batch_size, total_steps, warmup_steps)
-    matrices = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
     tx = optax.lars(
         schedule,
         weight_decay=optim_config.weight_decay,
-        weight_decay_mask=matrices,
-        trust_ratio_mask=matrices,
+        weight_decay_mask=weight_decay_mask,
+        trust_ratio_mask=weight_decay_mask,
         momentum=optim_config.momentum,
     )
     return tx, schedule
