@@ -19,10 +19,14 @@ def build(name, batch=4, **overrides):
     return method, params, images
 
 
-def pretrain_loss(method, params, images, key, target_params=None):
+def pretrain_loss(method, params, images, key, target_params=None, method_state=None):
     """-> (loss, metrics) of `method` on normalized images, as the step calls it."""
     out = method.loss(
-        params, {"image": images}, key, target_params=target_params or {}, method_state={}
+        params,
+        {"image": images},
+        key,
+        target_params=target_params or {},
+        method_state=method_state or {},
     )
     return out.loss, out.metrics
 

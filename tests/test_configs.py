@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -90,7 +91,7 @@ def test_baselines_follow_their_papers():
 def test_method_sections_are_the_classes_defaults():
     config = load("symmim")
     for name, method in methods.METHODS.items():
-        assert config[name].to_dict() == method.defaults
+        assert config[name].to_dict() == ml_collections.ConfigDict(method.defaults).to_dict()
 
 
 def _preset_step(config, tmp_path):

@@ -40,3 +40,19 @@ def test_constant_momentum_schedule_and_unknown():
     assert float(ema.momentum_schedule(0.99, 100, "constant")(70)) == pytest.approx(0.99)
     with pytest.raises(ValueError, match="cosine"):
         ema.momentum_schedule(0.99, 100, "linear")
+
+
+@pytest.mark.parametrize("steps", [937, 2000])
+def test_run_length_momentum_leaves_little_of_the_initialization(steps):
+    def memory(base):  # the target's share of its initialization after the run
+        return float(jnp.prod(ema.momentum_schedule(base, steps, "cosine")(jnp.arange(steps))))
+
+    assert memory(ema.run_length_momentum(steps)) < 1e-4
+    assert memory(0.996) > 0.01  # what the long runs' momentum would leave
+
+
+def test_run_length_momentum_is_the_long_runs_value_from_5000_steps_and_bounded():
+    assert ema.run_length_momentum(5000) == ema.run_length_momentum(10**6) == 0.996
+    assert ema.run_length_momentum(10) == 0.9
+    momenta = [ema.run_length_momentum(steps) for steps in (100, 300, 937, 2000, 4000, 5000)]
+    assert momenta == sorted(momenta) and len(set(momenta)) == 6

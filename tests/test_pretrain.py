@@ -66,7 +66,7 @@ def saved_steps(workdir):
 def saved_params(workdir, step):
     path = os.path.join(workdir, "checkpoints", str(step), "state")
     restored = ocp.PyTreeCheckpointer().restore(path)
-    return restored["params"], restored["target_params"]
+    return restored["params"], restored["target_params"], restored["method_state"]
 
 
 def metric_lines(workdir):
@@ -128,6 +128,8 @@ def test_resumed_run_equals_uninterrupted_run(config, tmp_path, capsys, monkeypa
             "perf/images_per_sec",
         } <= set(line)
 
+    # The heads' BatchNorm running statistics are saved and resumed too.
+    assert set(saved_params(resumed, 10)[2]) == {"online", "target"}
     for a, b in zip(
         jax.tree.leaves(saved_params(straight, 10)), jax.tree.leaves(saved_params(resumed, 10))
     ):

@@ -55,7 +55,7 @@ def test_sharded_gradients_equal_single_device_gradients(batch):
     assert jax.device_count() == 8
     config = _tiny_config()
     method = methods.build(config, 50)
-    params, target, _ = method.init(jax.random.key(0), np.zeros((1, 16, 16, 3), np.float32))
+    params, target, state = method.init(jax.random.key(0), np.zeros((1, 16, 16, 3), np.float32))
 
     def grads(mesh, global_batch):
         loss = lambda p, b: pretrain_loss(
@@ -64,6 +64,7 @@ def test_sharded_gradients_equal_single_device_gradients(batch):
             patches.normalize(b["image"], config.input.mean, config.input.std),
             jax.random.key(3),
             target,
+            state,
         )[0]
         return jax.jit(jax.value_and_grad(loss), out_shardings=sharding.replicated(mesh))(
             params, global_batch
@@ -74,7 +75,9 @@ def test_sharded_gradients_equal_single_device_gradients(batch):
     )
     np.testing.assert_allclose(loss1, loss8, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(grads1), jax.tree.leaves(grads8)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)  # float32 sums over 8 shards
+        # float32 sums over 8 shards, amplified by the heads' BatchNorm (it
+        # divides by a standard deviation summed in another order).
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_sharded_step_equals_single_device_step(batch):
@@ -89,9 +92,12 @@ def test_sharded_step_equals_single_device_step(batch):
         _run_on(d, batch, two_steps) for d in (jax.devices()[:1], jax.devices())
     )
     for name in metrics1:
-        np.testing.assert_allclose(metrics1[name], metrics8[name], rtol=1e-5, err_msg=name)
+        np.testing.assert_allclose(metrics1[name], metrics8[name], rtol=1e-4, err_msg=name)
     # Adam's first steps are +-lr wherever |grad| >> eps, so a gradient that is
     # zero up to float noise can flip an update; allow that, and nothing more.
+    # The heads' BatchNorm makes more of them (2.8% of the elements here moved
+    # by more than 1e-6 after two steps); a batch statistic taken per device
+    # instead of over the global batch would fail the metrics above.
     lr = _tiny_config().optim.base_lr
     diffs = [
         np.abs(a - b).ravel()
@@ -102,7 +108,7 @@ def test_sharded_step_equals_single_device_step(batch):
     ]
     diffs = np.concatenate(diffs)
     assert diffs.max() <= 2 * lr
-    assert np.mean(diffs > 1e-6) < 0.01
+    assert np.mean(diffs > 1e-6) < 0.05
 
 
 def test_steps_on_a_fixed_batch_lower_the_loss(batch):
@@ -153,8 +159,11 @@ def test_non_finite_step_changes_nothing_but_counters(batch):
 def test_accumulated_micro_batches_equal_the_full_batch(batch):
     # Fixed checkerboards and no drop path: the loss is then a mean over images
     # of a deterministic function, which accumulation must reproduce exactly.
+    # BatchNorm heads normalize each micro-batch by its own statistics
+    # (docs/METHOD.md §2), so the equality holds without them.
     config = _tiny_config()
     config.symmim.random_phase = False
+    config.symmim.head_norm = "none"
     method = methods.build(config, 50)
     state = init_state(method, optax.sgd(0.1), jax.random.key(0), (1, 16, 16, 3))
     images = patches.normalize(batch["image"], config.input.mean, config.input.std)

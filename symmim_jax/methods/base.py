@@ -8,6 +8,7 @@ encoder's parameters live under `params["encoder"]`, which fine-tuning, the
 probe and export read.
 """
 
+import copy
 from typing import Any, ClassVar
 
 import jax.numpy as jnp
@@ -36,7 +37,9 @@ class Method(step.Objective):
 
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
-        return ml_collections.ConfigDict(cls.defaults)
+        # A copy: a placeholder in `defaults` would otherwise be one reference
+        # shared by every config made from it.
+        return ml_collections.ConfigDict(copy.deepcopy(cls.defaults))
 
     @classmethod
     def check_config(cls, config):

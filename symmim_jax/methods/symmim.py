@@ -12,6 +12,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from ml_collections.config_dict import placeholder
 
 from symmim_jax.methods import base
 from symmim_jax.models import heads, vit
@@ -25,22 +26,35 @@ class SymMIMNet(nn.Module):
     encoder: vit.VisionTransformer
     projector_features: tuple[int, ...]
     predictor_features: tuple[int, ...]
+    head_norm: str = "none"  # 'none' or 'batch' (docs/METHOD.md §2)
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, images, mask, *, train: bool, online: bool, head_tokens=None):
-        """The online branch: pixels and predictions at `head_tokens`; the target
-        branch: pixels at `head_tokens` and projections of every patch (the keys
-        of L_con). head_tokens int[B, K], or None for every patch (K = N)."""
+    def __call__(self, images, mask, *, train: bool, branch: str, head_tokens=None, in_m1=None):
+        """branch 'online': pixels and predictions at `head_tokens`; 'target':
+        pixels at `head_tokens` and projections of every patch (the keys of
+        L_con); 'pixels': pixels only. head_tokens int[B, K], or None for every
+        patch (K = N); the online heads' batch statistics count only the tokens
+        where in_m1 bool[B, K] is True (all when None)."""
         encoded = self.encoder(images, mask, train=train)[:, 1:]  # [B, N, D]
         selected = encoded if head_tokens is None else tokens.gather(encoded, head_tokens)
         p = self.encoder.patch_size
         pixel_head = nn.Dense(p * p * images.shape[-1], dtype=self.dtype, name="pixel_head")
-        projector = heads.Mlp(self.projector_features, self.dtype, name="projector")
         out = {"pixels": pixel_head(selected)}  # [B, K, P]
-        if online:
-            predictor = heads.Mlp(self.predictor_features, self.dtype, name="predictor")
-            out["prediction"] = predictor(projector(selected))  # [B, K, C]
+        if branch == "pixels":
+            return out
+        projector = heads.Mlp(
+            self.projector_features, self.dtype, self.head_norm, norm_output=True, name="projector"
+        )
+        if branch == "online":
+            predictor = heads.Mlp(
+                self.predictor_features,
+                self.dtype,
+                self.head_norm,
+                norm_output=True,
+                name="predictor",
+            )
+            out["prediction"] = predictor(projector(selected, mask=in_m1), mask=in_m1)  # [B, K, C]
         else:
             out["projection"] = projector(encoded)  # [B, N, C]
         return out
@@ -64,8 +78,10 @@ class SymMIM(base.Method):
         weight_rec2=1.0,
         weight_con=1.0,
         norm_pix_target=False,  # MAE per-patch normalized pixel targets
-        momentum_base=0.996,
+        # Unset: from the run's length, ema.run_length_momentum (0.996 from 5000 steps on).
+        momentum_base=placeholder(float),
         momentum_schedule="cosine",  # 'cosine' (base -> 1) or 'constant'
+        head_norm="batch",  # projector and predictor: 'batch' (SimCLR, MoCo v3) or 'none'
     )
     # The parts with an EMA copy in the target branch (the predictor has none).
     target_parts = ("encoder", "pixel_head", "projector")
@@ -81,9 +97,13 @@ class SymMIM(base.Method):
                 sc.projector_out_dim,
             ),
             predictor_features=(sc.predictor_hidden_dim, sc.projector_out_dim),
+            head_norm=sc.head_norm,
             dtype=self.dtype,
         )
-        self.momentum = ema.momentum_schedule(sc.momentum_base, total_steps, sc.momentum_schedule)
+        base_momentum = sc.momentum_base
+        if base_momentum is None:
+            base_momentum = ema.run_length_momentum(total_steps)
+        self.momentum = ema.momentum_schedule(base_momentum, total_steps, sc.momentum_schedule)
         # The losses read the online branch at M1's patches only (exactly half
         # of them when the board has an even number of cells per side), so its
         # heads run on those: a static K per image, with a validity mask.
@@ -94,15 +114,25 @@ class SymMIM(base.Method):
             random_offset=sc.random_offset,
         )
 
-    def init_params(self, key, images):
+    def init_variables(self, key, images) -> dict:
         mask = jnp.zeros(images.shape[:1] + (self.num_patches,), bool)
-        return self.net.init(key, images, mask, train=False, online=True)["params"]
+        return self.net.init(key, images, mask, train=False, branch="online")
+
+    def init_params(self, key, images):
+        return self.init_variables(key, images)["params"]
 
     def init(self, key, images):
-        """-> (online params, target params, {}); the target starts as a copy."""
-        params = self.init_params(key, images)
-        target = {name: params[name] for name in self.target_parts}
-        return params, jax.tree.map(jnp.copy, target), {}
+        """-> (online params, target params, method state); the target starts
+        as a copy. With BatchNorm heads the state holds each branch's running
+        statistics, {"online": ..., "target": ...}; else it is empty."""
+        variables = self.init_variables(key, images)
+        params = variables["params"]
+        target = jax.tree.map(jnp.copy, {name: params[name] for name in self.target_parts})
+        stats = variables.get("batch_stats")
+        if not stats:
+            return params, target, {}
+        target_stats = jax.tree.map(jnp.copy, {"projector": stats["projector"]})
+        return params, target, {"online": stats, "target": target_stats}
 
     def masks(self, key, batch_size: int):
         """(M1, M2): bool[B, N] checkerboards of the online and target cell sizes."""
@@ -126,24 +156,8 @@ class SymMIM(base.Method):
         m1, m2 = self.masks(mask_key, images.shape[0])
         m1_patches = tokens.visible_first(~m1)[:, : self.num_m1]  # [B, K]: M1's patches first
         in_m1 = tokens.gather(m1, m1_patches)  # [B, K]: all True unless M1 holds fewer
-        online = self.net.apply(
-            {"params": params},
-            images,
-            m1,
-            train=True,
-            online=True,
-            head_tokens=m1_patches,
-            rngs={"drop_path": drop_key},
-        )
-        target = jax.lax.stop_gradient(
-            self.net.apply(
-                {"params": target_params},
-                images,
-                m2,
-                train=False,
-                online=False,
-                head_tokens=m1_patches,
-            )
+        online, target, observations = self.branches(
+            params, target_params, method_state, images, (m1, m2), m1_patches, drop_key
         )
         pixels = tokens.gather(
             patches.pixel_targets(images, self.patch, sc.norm_pix_target), m1_patches
@@ -167,18 +181,59 @@ class SymMIM(base.Method):
             + sc.weight_rec2 * terms["loss_rec2"]
             + sc.weight_con * terms["loss_con"]
         )
-        return LossOutput(loss, terms)
+        return LossOutput(loss, terms, observations)
+
+    def branches(self, params, target_params, method_state, images, masks, m1_patches, drop_key):
+        """-> (online outputs, target outputs, new running statistics): the
+        online branch under M1 with drop path, its heads on M1's patches and
+        their batch statistics over those; the target under M2, deterministic,
+        no gradient, its projector's statistics over every patch. Both heads
+        normalize with the batch (MoCo v3), each branch keeping its own running
+        averages; the EMA averages the norms' scales and shifts like any
+        parameter."""
+        m1, m2 = masks
+        batch_norm = self.config.head_norm == "batch"
+        stats = lambda part: {"batch_stats": method_state[part]} if batch_norm else {}
+        online, online_stats = self.net.apply(
+            {"params": params, **stats("online")},
+            images,
+            m1,
+            train=True,
+            branch="online",
+            head_tokens=m1_patches,
+            in_m1=tokens.gather(m1, m1_patches),
+            rngs={"drop_path": drop_key},
+            mutable=["batch_stats"],
+        )
+        target, target_stats = jax.lax.stop_gradient(
+            self.net.apply(
+                {"params": target_params, **stats("target")},
+                images,
+                m2,
+                train=False,
+                branch="target",
+                head_tokens=m1_patches,
+                mutable=["batch_stats"],
+            )
+        )
+        if not batch_norm:
+            return online, target, {}
+        new_stats = {"online": online_stats["batch_stats"], "target": target_stats["batch_stats"]}
+        return online, target, new_stats
 
     def reconstruct(self, params, images, mask):
         """Online pixel predictions [B, N, p*p*3] for `mask` (no drop path)."""
-        return self.net.apply({"params": params}, images, mask, train=False, online=False)["pixels"]
+        return self.net.apply({"params": params}, images, mask, train=False, branch="pixels")[
+            "pixels"
+        ]
 
     def after_step(self, params, target_params, method_state, observations, step):
-        """The EMA step of the target branch (eq. 5)."""
+        """The EMA step of the target branch (eq. 5); the heads' running
+        statistics of this step (none without BatchNorm)."""
         momentum = self.momentum(step)
         return (
             ema.ema_update(target_params, params, momentum),
-            method_state,
+            observations,
             {"momentum": momentum},
         )
 
@@ -200,12 +255,17 @@ class SymMIM(base.Method):
             )
         if sc.temperature <= 0:
             raise ValueError(f"config.symmim.temperature={sc.temperature} must be > 0.")
-        if not 0.0 <= sc.momentum_base <= 1.0:
+        if sc.momentum_base is not None and not 0.0 <= sc.momentum_base <= 1.0:
             raise ValueError(f"config.symmim.momentum_base={sc.momentum_base} must be in [0, 1].")
         if sc.momentum_schedule not in ("cosine", "constant"):
             raise ValueError(
                 f"config.symmim.momentum_schedule={sc.momentum_schedule!r}: "
                 "use 'cosine' or 'constant'."
+            )
+        if sc.head_norm not in ("none", "batch"):
+            raise ValueError(
+                f"config.symmim.head_norm={sc.head_norm!r}: use 'batch' (BatchNorm in the "
+                "projector and predictor, SimCLR / MoCo v3) or 'none'."
             )
         if sc.contrast_dictionary not in ("image", "batch"):
             raise ValueError(
