@@ -108,6 +108,9 @@ def test_checkpoint_of_another_model_is_refused_and_kept(config, tmp_path):
     pretrain.train(config, str(workdir))
     config.symmim.projector_out_dim = 4
     config.total_steps = 4
+    with pytest.raises(run.ConfigError, match="projector_out_dim"):  # the drift check
+        pretrain.train(config, str(workdir))
+    config.accept_config_drift = True  # past it, the checkpoint itself is refused
     with pytest.raises(checkpoint.CheckpointMismatch, match="config it was written with"):
         pretrain.train(config, str(workdir))
     assert saved_steps(workdir) == [2]
