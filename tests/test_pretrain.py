@@ -247,14 +247,15 @@ def test_imagenet_without_manual_dir_fails_before_writing(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_cli_reports_a_bad_config_in_one_line(tmp_path):
-    result = subprocess.run(
+def run_cli(tmp_path, flag: str) -> subprocess.CompletedProcess:
+    """`python -m symmim_jax.pretrain` on the demo config with one extra flag."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
             "symmim_jax.pretrain",
             "--config=symmim_jax/configs/demo.py",
-            "--config.symmim.online_cell_size=6",
+            flag,
             f"--workdir={tmp_path / 'run'}",
         ],
         capture_output=True,
@@ -262,6 +263,10 @@ def test_cli_reports_a_bad_config_in_one_line(tmp_path):
         timeout=300,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     )
+
+
+def test_cli_reports_a_bad_config_in_one_line(tmp_path):
+    result = run_cli(tmp_path, "--config.symmim.online_cell_size=6")
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1] == (
         "Config error: config.symmim.online_cell_size=6 must be a positive multiple of "
@@ -271,20 +276,7 @@ def test_cli_reports_a_bad_config_in_one_line(tmp_path):
 
 
 def test_cli_names_an_unknown_config_field_with_a_suggestion(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "symmim_jax.pretrain",
-            "--config=symmim_jax/configs/demo.py",
-            "--config.batch_sise=16",
-            f"--workdir={tmp_path / 'run'}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    )
+    result = run_cli(tmp_path, "--config.batch_sise=16")
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         "Config error: unknown config field 'batch_sise'. "
