@@ -219,3 +219,15 @@ def test_pretraining_on_a_folder_with_bad_files_completes(root, tmp_path, caplog
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]
     assert all(np.isfinite(json.loads(line)["train/loss"]) for line in lines)
+
+
+def test_a_file_gone_bad_after_the_check_is_named(tmp_path):
+    write_files(tmp_path / "train", {name: GOOD[name] for name in list(GOOD)[:8]})
+    config = make_config(tmp_path)  # 8 files, batches of 4: 2 steps per epoch
+    batches = pipeline.make_train_iterator(config, start_step=1, process_index=0, process_count=1)
+    victim = tmp_path / "train" / "cat" / "rgb.jpg"
+    victim.write_bytes(b"garbage, after the check")
+    # Whichever step reads it first (steps 1 to 3 cover every file once):
+    with pytest.raises(image_folder.ImageGoneBad, match=rf"{victim} no longer decodes \(Unknown"):
+        for _ in range(3):
+            next(batches)

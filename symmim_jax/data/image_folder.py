@@ -70,6 +70,23 @@ def _split_directory(root: str | None, split: str) -> str:
     return directory
 
 
+class ImageGoneBad(RuntimeError):
+    """A file of the split that passed the check but no longer reads or decodes."""
+
+
+def first_gone_bad(paths: list[str]) -> ImageGoneBad | None:
+    """ImageGoneBad naming the first of `paths` that the check now refuses, or None."""
+    for path in paths:
+        reason = check(path)
+        if reason is not None:
+            return ImageGoneBad(
+                f"The image file {path} no longer decodes ({reason}); it did when its "
+                "folder was checked. Replace or delete it and run the same command: a "
+                "changed folder is checked again, and files that do not decode are skipped."
+            )
+    return None
+
+
 class NotIndexed(ValueError):
     """A split folder without a current index, where it may not be checked."""
 

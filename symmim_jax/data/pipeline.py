@@ -9,7 +9,8 @@ sees exactly the batches an uninterrupted run sees from k on. Nothing is
 downloaded at run time.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+import functools
 import itertools
 
 import jax
@@ -119,11 +120,8 @@ def _tfds_examples(
     return ds.enumerate().skip(skip)
 
 
-def _folder_examples(
-    folder, config, *, epoch, process_index, process_count, skip
-) -> tf.data.Dataset:
-    """(index in epoch, {"image": encoded image}) of this process's share of the
-    folder's files for `epoch`, from `skip` on."""
+def _folder_share(folder, config, *, epoch, process_index, process_count) -> list[str]:
+    """This process's share of the folder's file paths for `epoch`, in order."""
     # One permutation of the whole folder, the same on every process (not seeded
     # by the process index): the processes take disjoint equal shares of it.
     # The files are sorted by label, so a shuffle buffer would not mix them.
@@ -131,14 +129,36 @@ def _folder_examples(
     order = np.random.default_rng(permutation_seed).permutation(len(folder.files))
     share = len(order) // process_count
     paths = folder.paths()
-    mine = [paths[i] for i in order[process_index * share : (process_index + 1) * share]]
+    return [paths[i] for i in order[process_index * share : (process_index + 1) * share]]
+
+
+def _folder_examples(paths: list[str], skip: int) -> tf.data.Dataset:
+    """(index in epoch, {"image": encoded image}) of `paths`, from `skip` on."""
     # Skipped before reading, so a resume does not read the files it skips.
-    ds = tf.data.Dataset.from_tensor_slices(tf.constant(mine, tf.string))
+    ds = tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string))
     ds = ds.enumerate().skip(skip)
     return ds.map(
         lambda index, path: (index, {"image": tf.io.read_file(path)}),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
+
+
+def _naming_bad_files(ds, share: Callable[[], list[str]], first: int, local_batch: int):
+    """`ds`'s batches, the first from example `first` of the epoch's `share()`
+    of files; a file that no longer reads or decodes -> image_folder.ImageGoneBad
+    naming it (TensorFlow's error names none)."""
+    position = first
+    try:
+        for batch in ds.as_numpy_iterator():
+            yield batch
+            position += local_batch
+    except tf.errors.OpError as err:
+        # The pipeline is deterministic: an error surfaces at its example's
+        # place, so the file is one of the next batch's. Checked only now.
+        gone_bad = image_folder.first_gone_bad(share()[position : position + local_batch])
+        if gone_bad is None:
+            raise
+        raise gone_bad from err
 
 
 def _epoch_dataset(
@@ -153,14 +173,10 @@ def _epoch_dataset(
     # tfds relaxes determinism when shuffling files; resuming needs it exact.
     options.deterministic = True
     if isinstance(builder, image_folder.ImageFolder):
-        ds = _folder_examples(
-            builder,
-            config,
-            epoch=epoch,
-            process_index=process_index,
-            process_count=process_count,
-            skip=skip,
+        share = _folder_share(
+            builder, config, epoch=epoch, process_index=process_index, process_count=process_count
         )
+        ds = _folder_examples(share, skip)
     else:
         ds = _tfds_examples(
             builder,
@@ -183,6 +199,17 @@ def _epoch_dataset(
     ds = ds.map(augmented, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(local_batch, drop_remainder=True)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def _epoch_batches(builder, config, *, epoch, process_index, process_count, **rest):
+    """_epoch_dataset's batches as numpy; for a folder, naming a file gone bad.
+    `rest`: _epoch_dataset's local_batch, skip, augment and keys."""
+    layout = dict(epoch=epoch, process_index=process_index, process_count=process_count)
+    ds = _epoch_dataset(builder, config, **layout, **rest)
+    if not isinstance(builder, image_folder.ImageFolder):
+        return ds.as_numpy_iterator()
+    share = functools.partial(_folder_share, builder, config, **layout)
+    return _naming_bad_files(ds, share, rest["skip"], rest["local_batch"])
 
 
 def _synthetic_batches(config, start_step, process_index, local_batch):
@@ -244,7 +271,7 @@ def make_train_iterator(
     def batches():
         epoch, step_in_epoch = divmod(start_step, steps_per_epoch)
         while True:
-            ds = _epoch_dataset(
+            yield from _epoch_batches(
                 builder,
                 config,
                 epoch=epoch,
@@ -255,7 +282,6 @@ def make_train_iterator(
                 augment=augment,
                 keys=keys,
             )
-            yield from ds.as_numpy_iterator()
             epoch, step_in_epoch = epoch + 1, 0
 
     return batches()

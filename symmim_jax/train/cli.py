@@ -11,6 +11,7 @@ from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
+from symmim_jax.data import image_folder
 from symmim_jax.train import checkpoint, distributed, loop, run
 from symmim_jax.train.paths import as_path
 
@@ -97,7 +98,7 @@ def main(train: Callable, parsed_flags):
         train(parsed_flags.config, parsed_flags.workdir)
     except (run.ConfigError, checkpoint.CheckpointMismatch) as err:
         sys.exit(f"Config error: {err}")
-    except loop.TrainingStopped as err:
+    except (loop.TrainingStopped, image_folder.ImageGoneBad) as err:
         sys.exit(f"Stopped: {err}")
 
 
