@@ -6,6 +6,7 @@ import logging as python_logging
 import os
 import sys
 import tempfile
+import traceback
 
 from absl import app, flags, logging
 import jax
@@ -37,6 +38,25 @@ class _LazyFileHandler(python_logging.FileHandler):
         return super()._open()
 
 
+def _library_unraisables_to_log(default_hook):
+    """A sys.unraisablehook: an error raised wholly inside the libraries goes to
+    the log file. TensorStore reports those from its own threads (e.g. a write
+    that completes after a failed save closed orbax's event loop)."""
+
+    def hook(unraisable):
+        frames = traceback.extract_tb(unraisable.exc_traceback)
+        if frames and all(any(part in f.filename for part in _LIBRARIES) for f in frames):
+            python_logging.getLogger("asyncio").error(
+                "From a library thread: %s",
+                unraisable.err_msg or "",
+                exc_info=(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback),
+            )
+        else:
+            default_hook(unraisable)
+
+    return hook
+
+
 def log_libraries_to_file(workdir: str) -> str:
     """Library messages leave the console for WORKDIR/log.txt (a temporary file
     for a gs:// workdir) -> its path. Everything at WARNING and above goes there."""
@@ -50,6 +70,7 @@ def log_libraries_to_file(workdir: str) -> str:
     python_logging.getLogger().addHandler(handler)
     console = logging.get_absl_handler()
     console.addFilter(lambda record: not _from_library(record))
+    sys.unraisablehook = _library_unraisables_to_log(sys.unraisablehook)
     return path
 
 

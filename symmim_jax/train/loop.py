@@ -89,6 +89,10 @@ def run(
     """
 
     def save(step, state, force=False):
+        # orbax waits for the previous save before it starts one: a failure of
+        # that save is named with its own step, not this one.
+        with saving(manager, manager.latest_step()):
+            manager.wait_until_finished()
         record = checkpoint_record(config, step, run_key, **task.record())
         with saving(manager, step):
             checkpoint.save(manager, step, state, record, force=force)
@@ -123,11 +127,18 @@ def saving(manager, step):
             f"{manager.directory} ({manager.all_steps()}) hold the state from before."
         ) from err
     except Exception as err:  # orbax and TensorStore raise many types
-        cause = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:300]}"
+        cause = _shortened(f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}")
         raise TrainingStopped(
             f"Saving a checkpoint (step {step}) in {manager.directory} failed ({cause}); "
             f"the complete checkpoints already there ({_complete(manager)}) are intact."
         ) from err
+
+
+def _shortened(text: str, length: int = 300) -> str:
+    """Its start and its end: TensorStore names the file first, the OS error last."""
+    if len(text) <= length:
+        return text
+    return f"{text[: length // 3]} ... {text[-(length - length // 3) :]}"
 
 
 def _complete(manager) -> list:
