@@ -1,4 +1,4 @@
-"""What a pretraining run survives: kills, SIGTERM, torn checkpoints, NaNs, a disk that refuses writes."""
+"""What a pretraining run survives: kills, SIGTERM, torn checkpoints, NaNs, full disks."""
 
 import glob
 import logging
