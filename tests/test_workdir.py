@@ -1,16 +1,19 @@
-"""One run per workdir (the lock, released by the kernel on any death) and
-config drift on resume (refused with the differences, or accepted and recorded)."""
+"""One run per workdir (the lock, released by the kernel on any death; on gs://
+a lease) and config drift on resume (refused with the differences, or accepted and recorded)."""
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 
+from etils import epath
 import pytest
 import tiny_config
 
-from symmim_jax.train import workdir
+from symmim_jax.train import lease, workdir
 
 
 def test_a_second_lock_names_the_holder_and_a_released_lock_is_free(tmp_path):
@@ -84,3 +87,52 @@ def test_a_fresh_start_rewrites_a_stale_config(tmp_path):
     workdir.settle_config(str(tmp_path), _config(), resuming=False)
     workdir.settle_config(str(tmp_path), _config(seed=3), resuming=False)
     assert json.loads((tmp_path / "config.json").read_text())["seed"] == 3
+
+
+# gs:// workdirs: a lease instead of a flock (lease.py), on the fake GCS.
+FAST = dict(refresh=0.05, expiry=60.0, confirm_pause=0.0)
+
+
+def _lease_at(gcs_workdir):
+    return epath.Path(gcs_workdir) / workdir.LOCK_FILE
+
+
+def _write_lease(gcs_workdir, host, pid, age):
+    holder = dict(host=host, pid=pid, run_id="other", since="then", command="other run")
+    _lease_at(gcs_workdir).write_text(json.dumps({**holder, "heartbeat": time.time() - age}))
+
+
+def test_a_gcs_lease_is_renewed_keeps_others_out_and_is_released(gcs_workdir):
+    held = workdir.lock(gcs_workdir, **FAST)
+    first = json.loads(_lease_at(gcs_workdir).read_text())
+    assert first["pid"] == os.getpid() and first["host"] == socket.gethostname()
+    with pytest.raises(workdir.WorkdirError, match=rf"in use by pid {os.getpid()} on .*expires at"):
+        workdir.lock(gcs_workdir, **FAST)
+    deadline = time.monotonic() + 30
+    while json.loads(_lease_at(gcs_workdir).read_text())["heartbeat"] == first["heartbeat"]:
+        assert time.monotonic() < deadline, "the lease was not renewed"
+        time.sleep(0.05)
+    held.release()
+    assert not _lease_at(gcs_workdir).exists()
+    workdir.lock(gcs_workdir, **FAST).release()
+
+
+def test_a_gcs_lease_of_a_dead_or_silent_run_is_taken_over(gcs_workdir):
+    _write_lease(gcs_workdir, "elsewhere", 1, age=10)
+    with pytest.raises(workdir.WorkdirError, match=r"pid 1 on elsewhere \(run other"):
+        workdir.lock(gcs_workdir, **FAST)
+    _write_lease(gcs_workdir, "elsewhere", 1, age=61)  # not renewed for longer than expiry
+    workdir.lock(gcs_workdir, **FAST).release()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    _write_lease(gcs_workdir, socket.gethostname(), dead.pid, age=0)  # killed on this host
+    workdir.lock(gcs_workdir, **FAST).release()
+
+
+def test_of_two_gcs_runs_starting_together_the_last_writer_wins(gcs_workdir, monkeypatch):
+    def another_run_writes_meanwhile(seconds):
+        _write_lease(gcs_workdir, "elsewhere", 1, age=0)
+
+    monkeypatch.setattr(lease.time, "sleep", another_run_writes_meanwhile)
+    with pytest.raises(workdir.WorkdirError, match=r"in use by pid 1 on elsewhere"):
+        workdir.lock(gcs_workdir, **FAST)

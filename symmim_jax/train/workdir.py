@@ -3,9 +3,11 @@
 The lock: process 0 holds an exclusive `fcntl.flock` on WORKDIR/run.lock for
 the life of the run, and writes who holds it into the file. The kernel
 releases it when the process dies, however it dies, so a killed run never
-blocks its own restart. All processes learn process 0's answer. On gs:// there
-is no such lock (a bucket has no lock that a dead holder releases), so nothing
-stops a second run there: start one launcher per workdir.
+blocks its own restart. On gs:// (a bucket has no lock that a dead holder
+releases) run.lock is a lease instead (lease.py): renewed by the run every 30
+s, it keeps other runs out until 120 s after its last renewal, and a restart
+on the holder's host takes over at once when the holder is dead; a release at
+a clean end deletes it. All processes learn process 0's answer.
 
 The config: a resume compares the config with the run's own (WORKDIR/config.json)
 and refuses any difference in a field that changes what the run computes, listing
@@ -26,7 +28,7 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
-from symmim_jax.train import provenance
+from symmim_jax.train import lease, provenance
 from symmim_jax.train.paths import as_path
 
 LOCK_FILE, CONFIG_FILE = "run.lock", "config.json"
@@ -62,15 +64,18 @@ class WorkdirError(ValueError):
 
 
 class Lock:
-    """The held lock of a workdir (or nothing, on gs:// and processes > 0)."""
+    """The held lock of a workdir: a flock's file, a gs:// lease, or nothing
+    (processes > 0)."""
 
-    def __init__(self, file=None):
-        self._file = file
+    def __init__(self, held=None):
+        self._held = held
 
     def release(self):
-        if self._file is not None:
-            self._file.close()  # closing the file releases the flock
-            self._file = None
+        if isinstance(self._held, lease.Lease):
+            self._held.release()  # stops renewing, deletes the lease
+        elif self._held is not None:
+            self._held.close()  # closing the file releases the flock
+        self._held = None
 
 
 def _agreed(flag: bool) -> bool:
@@ -100,27 +105,37 @@ def _describe(text: str) -> str:
         return "another process"
 
 
-def lock(workdir: str) -> Lock:
-    """Takes WORKDIR's lock (process 0, local paths) -> Lock; raises
-    WorkdirError naming the holder when another run has it."""
+def _flock(path) -> tuple:
+    """-> (the held file, None) or (None, who holds it)."""
+    file = open(path, "a+")  # noqa: SIM115 (held for the life of the run)
+    try:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        file.seek(0)
+        holder = _describe(file.read())
+        file.close()
+        return None, holder
+    file.truncate(0)
+    file.write(_holder() + "\n")
+    file.flush()
+    return file, None
+
+
+def lock(workdir: str, **lease_timing) -> Lock:
+    """Takes WORKDIR's lock (process 0: a flock, or on gs:// a lease, with
+    `lease_timing`: lease.take's refresh, expiry, confirm_pause) -> Lock;
+    raises WorkdirError naming the holder when another run has it."""
     path = as_path(workdir) / LOCK_FILE
     held, holder = None, None
-    if jax.process_index() == 0 and "://" not in str(path):
-        file = open(path, "a+")  # noqa: SIM115 (held for the life of the run)
+    if jax.process_index() == 0 and "://" in str(path):
         try:
-            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            file.seek(0)
-            holder = _describe(file.read())
-            file.close()
-        else:
-            file.truncate(0)
-            file.write(_holder() + "\n")
-            file.flush()
-            held = file
+            held = lease.take(path, **lease_timing)
+        except lease.LeaseHeld as err:
+            holder = str(err)
+    elif jax.process_index() == 0:
+        held, holder = _flock(path)
     if _agreed(holder is not None):
-        if held is not None:
-            held.close()
+        Lock(held).release()
         raise WorkdirError(
             f"--workdir={workdir} is in use by {holder or 'another run (see process 0)'}: "
             "one run per workdir. Wait for it to end, or use another --workdir."
