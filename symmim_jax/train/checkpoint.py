@@ -19,7 +19,11 @@ grid at every call and never saved, and the patch embedding does not depend on
 the grid: an encoder pretrained at 224 px fine-tunes at 384 px as is.
 """
 
+import logging as python_logging
+import os
+import sys
 import time
+import traceback
 
 from absl import logging
 import jax
@@ -32,7 +36,34 @@ from symmim_jax.train import integrity
 from symmim_jax.train.paths import as_path
 
 STATE, RECORD = "state", "record"
+_LIBRARIES = (f"{os.sep}orbax{os.sep}", f"{os.sep}tensorstore", f"{os.sep}asyncio{os.sep}")
 FINGERPRINTS = "fingerprints"  # the record's field of integrity.record_entry
+
+
+def in_libraries(filename: str) -> bool:
+    """Whether code at `filename` is orbax's, TensorStore's or asyncio's."""
+    return any(part in filename for part in _LIBRARIES)
+
+
+def log_library_unraisables():
+    """Errors raised wholly inside those libraries and reported from their
+    threads (TensorStore's writes or reads that complete after a failure
+    closed orbax's event loop: one traceback each) become warnings of the
+    "asyncio" logger, which the CLIs send to WORKDIR/log.txt, not the console."""
+    default_hook = sys.unraisablehook
+
+    def hook(unraisable):
+        frames = traceback.extract_tb(unraisable.exc_traceback)
+        if frames and all(in_libraries(frame.filename) for frame in frames):
+            python_logging.getLogger("asyncio").warning(
+                "From a library thread: %s",
+                unraisable.err_msg or "",
+                exc_info=(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback),
+            )
+        else:
+            default_hook(unraisable)
+
+    sys.unraisablehook = hook
 
 
 def open_manager(
@@ -105,6 +136,22 @@ def _damage(state, record: dict, prefix: str = "") -> str | None:
     return "; ".join(found) if found else None
 
 
+def shortened(text: str, length: int = 300) -> str:
+    """Its start and its end: TensorStore names the file first, the OS error last."""
+    if len(text) <= length:
+        return text
+    return f"{text[: length // 3]} ... {text[-(length - length // 3) :]}"
+
+
+def _innermost(err: BaseException) -> str:
+    """The first line of the error that caused `err`: orbax's own names the
+    array index and dumps a TensorStore spec; TensorStore's names the array,
+    the file and what failed."""
+    while (err.__cause__ or err.__context__) is not None:
+        err = err.__cause__ or err.__context__
+    return shortened(f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}")
+
+
 def _saved_tree(directory, step: int):
     """The saved state's tree of array metadata (shapes, dtypes)."""
     return (
@@ -143,7 +190,7 @@ def restore_newest_intact(manager: ocp.CheckpointManager, abstract_state, quaran
             state, record = restore(manager, step, abstract_state)
             reason = _damage(state, record)
         except Exception as err:  # orbax/tensorstore raise many types here
-            reason = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+            reason = _innermost(err)
         if reason is not None:
             logging.warning(
                 "Checkpoint %d in %s cannot be read (%s); moving it to %s and trying an older one.",

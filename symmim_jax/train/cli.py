@@ -6,7 +6,6 @@ import logging as python_logging
 import os
 import sys
 import tempfile
-import traceback
 
 from absl import app, flags, logging
 import jax
@@ -17,13 +16,12 @@ from symmim_jax.train import checkpoint, distributed, loop, run
 from symmim_jax.train.paths import as_path
 
 LOG_FILE = "log.txt"
-# Libraries whose messages are for a log file: a failed read or save makes
-# orbax and TensorStore log one traceback per array, and asyncio its tasks'.
-_LIBRARIES = (f"{os.sep}orbax{os.sep}", f"{os.sep}tensorstore", f"{os.sep}asyncio{os.sep}")
 
 
 def _from_library(record) -> bool:
-    return record.name.startswith("asyncio") or any(part in record.pathname for part in _LIBRARIES)
+    """Messages for the log file: a failed read or save makes orbax and
+    TensorStore log one traceback per array, and asyncio its tasks'."""
+    return record.name.startswith("asyncio") or checkpoint.in_libraries(record.pathname)
 
 
 class _LazyFileHandler(python_logging.FileHandler):
@@ -36,25 +34,6 @@ class _LazyFileHandler(python_logging.FileHandler):
     def _open(self):
         os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
         return super()._open()
-
-
-def _library_unraisables_to_log(default_hook):
-    """A sys.unraisablehook: an error raised wholly inside the libraries goes to
-    the log file. TensorStore reports those from its own threads (e.g. a write
-    that completes after a failed save closed orbax's event loop)."""
-
-    def hook(unraisable):
-        frames = traceback.extract_tb(unraisable.exc_traceback)
-        if frames and all(any(part in f.filename for part in _LIBRARIES) for f in frames):
-            python_logging.getLogger("asyncio").error(
-                "From a library thread: %s",
-                unraisable.err_msg or "",
-                exc_info=(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback),
-            )
-        else:
-            default_hook(unraisable)
-
-    return hook
 
 
 def log_libraries_to_file(workdir: str) -> str:
@@ -70,7 +49,7 @@ def log_libraries_to_file(workdir: str) -> str:
     python_logging.getLogger().addHandler(handler)
     console = logging.get_absl_handler()
     console.addFilter(lambda record: not _from_library(record))
-    sys.unraisablehook = _library_unraisables_to_log(sys.unraisablehook)
+    checkpoint.log_library_unraisables()
     return path
 
 

@@ -127,18 +127,13 @@ def saving(manager, step):
             f"{manager.directory} ({manager.all_steps()}) hold the state from before."
         ) from err
     except Exception as err:  # orbax and TensorStore raise many types
-        cause = _shortened(f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}")
+        cause = checkpoint.shortened(
+            f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
+        )
         raise TrainingStopped(
             f"Saving a checkpoint (step {step}) in {manager.directory} failed ({cause}); "
             f"the complete checkpoints already there ({_complete(manager)}) are intact."
         ) from err
-
-
-def _shortened(text: str, length: int = 300) -> str:
-    """Its start and its end: TensorStore names the file first, the OS error last."""
-    if len(text) <= length:
-        return text
-    return f"{text[: length // 3]} ... {text[-(length - length // 3) :]}"
 
 
 def _complete(manager) -> list:
