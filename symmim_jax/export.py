@@ -34,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # orbax imports TensorFlow
 from absl import logging  # noqa: E402
 
 from symmim_jax.interop import hub, timm_vit  # noqa: E402
-from symmim_jax.train import checkpoint  # noqa: E402
+from symmim_jax.train import cli  # noqa: E402
 from symmim_jax.train.paths import as_path  # noqa: E402
 
 EXTRA = "install the export extra, pip install -r requirements-export.txt"
@@ -116,7 +116,7 @@ def write_folder(args, params, model, step: int, state: dict):
 def main(argv=None):
     args = parse_args(argv)
     logging.set_verbosity(logging.ERROR)  # orbax warns about read-only managers
-    checkpoint.log_library_unraisables()  # TensorStore's, after a damaged read
+    cli.log_library_unraisables()  # TensorStore's, after a damaged read
     folder = check_out(args)
     try:
         params, model, step = timm_vit.load(args.checkpoint, args.step, args.what, args.timm_name)

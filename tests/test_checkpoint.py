@@ -209,3 +209,22 @@ def test_a_non_finite_state_is_never_saved(tmp_path):
         checkpoint.save(manager, 1, state, {"step": 1}, force=True)
     manager.close()
     assert checkpoint.open_manager(str(tmp_path), read_only=True).all_steps() == []
+
+
+def test_one_process_saves_replicated_arrays_without_slicing_them(tmp_path, monkeypatch):
+    """Replica-parallel saving (orbax's default off GPUs) would cut each array
+    replicated over the 8 devices into 8 eager slices; one process writes it whole."""
+    slices = []
+    slice_in_dim = jax.lax.slice_in_dim
+    monkeypatch.setattr(
+        jax.lax, "slice_in_dim", lambda *a, **k: slices.append(a) or slice_in_dim(*a, **k)
+    )
+    state = {"w": jnp.arange(64.0).reshape(16, 4), "step": jnp.asarray(1)}
+    state = jax.device_put(state, jax.sharding.NamedSharding(sharding.make_mesh(), P()))
+    manager = checkpoint.open_manager(str(tmp_path))
+    checkpoint.save(manager, 1, state, {}, force=True)
+    manager.wait_until_finished()
+    restored, _ = checkpoint.restore(manager, 1, state)
+    manager.close()
+    assert len(state["w"].sharding.device_set) == 8 and not slices
+    jax.tree.map(np.testing.assert_array_equal, restored, state)

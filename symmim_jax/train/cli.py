@@ -6,6 +6,7 @@ import logging as python_logging
 import os
 import sys
 import tempfile
+import traceback
 
 from absl import app, flags, logging
 import jax
@@ -16,12 +17,39 @@ from symmim_jax.train import checkpoint, distributed, loop, run
 from symmim_jax.train.paths import as_path
 
 LOG_FILE = "log.txt"
+_LIBRARIES = (f"{os.sep}orbax{os.sep}", f"{os.sep}tensorstore", f"{os.sep}asyncio{os.sep}")
+
+
+def in_libraries(filename: str) -> bool:
+    """Whether code at `filename` is orbax's, TensorStore's or asyncio's."""
+    return any(part in filename for part in _LIBRARIES)
+
+
+def log_library_unraisables():
+    """Errors raised wholly inside those libraries and reported from their
+    threads (TensorStore's writes or reads that complete after a failure
+    closed orbax's event loop: one traceback each) become warnings of the
+    "asyncio" logger, which the CLIs send to WORKDIR/log.txt, not the console."""
+    default_hook = sys.unraisablehook
+
+    def hook(unraisable):
+        frames = traceback.extract_tb(unraisable.exc_traceback)
+        if frames and all(in_libraries(frame.filename) for frame in frames):
+            python_logging.getLogger("asyncio").warning(
+                "From a library thread: %s",
+                unraisable.err_msg or "",
+                exc_info=(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback),
+            )
+        else:
+            default_hook(unraisable)
+
+    sys.unraisablehook = hook
 
 
 def _from_library(record) -> bool:
     """Messages for the log file: a failed read or save makes orbax and
     TensorStore log one traceback per array, and asyncio its tasks'."""
-    return record.name.startswith("asyncio") or checkpoint.in_libraries(record.pathname)
+    return record.name.startswith("asyncio") or in_libraries(record.pathname)
 
 
 class _LazyFileHandler(python_logging.FileHandler):
@@ -49,7 +77,7 @@ def log_libraries_to_file(workdir: str) -> str:
     python_logging.getLogger().addHandler(handler)
     console = logging.get_absl_handler()
     console.addFilter(lambda record: not _from_library(record))
-    checkpoint.log_library_unraisables()
+    log_library_unraisables()
     return path
 
 
