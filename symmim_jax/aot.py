@@ -230,23 +230,30 @@ def _next_guess(seen, fits, fails, unit, limit):
     return None if guess in seen or guess >= high else guess
 
 
+def report(config, target_name: str, margin: float, search: bool, resolution: float) -> dict:
+    """The command's JSON line; run.ConfigError for a bad target, mesh or batch."""
+    target = run.checked(targets.get, target_name)
+    devices = targets.devices(target)
+    config = run.checked(for_target, config, target)
+    result = describe(config, target, devices, margin)
+    if search:
+        result.update(find_max_batch(config, target, devices, margin, resolution=resolution))
+    else:
+        result.update(compile_step(config, target, devices, margin))
+    return result
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.ERROR)
-    config, margin = flags.FLAGS.config, flags.FLAGS.memory_margin
     try:
-        target = run.checked(targets.get, flags.FLAGS.target)
-        devices = targets.devices(target)
-        config = run.checked(for_target, config, target)
-        result = describe(config, target, devices, margin)
-        if flags.FLAGS.find_max_batch:
-            result.update(
-                find_max_batch(
-                    config, target, devices, margin, resolution=flags.FLAGS.batch_resolution
-                )
-            )
-        else:
-            result.update(compile_step(config, target, devices, margin))
+        result = report(
+            flags.FLAGS.config,
+            flags.FLAGS.target,
+            flags.FLAGS.memory_margin,
+            flags.FLAGS.find_max_batch,
+            flags.FLAGS.batch_resolution,
+        )
     except run.ConfigError as err:
         sys.exit(f"Config error: {err}")
     print(json.dumps(result), flush=True)
