@@ -19,6 +19,7 @@ grid at every call and never saved, and the patch embedding does not depend on
 the grid: an encoder pretrained at 224 px fine-tunes at 384 px as is.
 """
 
+import functools
 import time
 
 from absl import logging
@@ -35,17 +36,20 @@ STATE, RECORD = "state", "record"
 FINGERPRINTS = "fingerprints"  # the record's field of integrity.record_entry
 
 
+@functools.cache
+def _save_replicas_in_parallel(parallel: bool):
+    """Replica-parallel saving shares a replicated array's writing between the
+    processes holding a copy; within one process it only adds an eager slice
+    per array and device (most of a small model's save time on 8 devices)."""
+    ocp.type_handlers.register_type_handler(
+        jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=parallel), override=True
+    )
+
+
 def open_manager(
     workdir: str, *, checkpoint_every: int = 1, keep: int | None = None, read_only: bool = False
 ) -> ocp.CheckpointManager:
-    # Replica-parallel saving shares a replicated array's writing between the
-    # processes holding a copy; within one process it only adds an eager slice
-    # per array and device (most of a small model's save time on 8 devices).
-    ocp.type_handlers.register_type_handler(
-        jax.Array,
-        ocp.type_handlers.ArrayHandler(use_replica_parallel=jax.process_count() > 1),
-        override=True,
-    )
+    _save_replicas_in_parallel(jax.process_count() > 1)
     policies = ocp.checkpoint_managers
     options = ocp.CheckpointManagerOptions(
         # Every N steps and on preemption; orbax's default would also save step 1.
