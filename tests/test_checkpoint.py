@@ -228,3 +228,14 @@ def test_one_process_saves_replicated_arrays_without_slicing_them(tmp_path, monk
     manager.close()
     assert len(state["w"].sharding.device_set) == 8 and not slices
     jax.tree.map(np.testing.assert_array_equal, restored, state)
+
+
+def test_a_long_tensorstore_error_keeps_the_file_and_the_os_error():
+    spec = '[tensorstore_spec=\'{\\"context\\":{\\"cache_pool\\":{}}' + "x" * 900 + "}']"
+    text = (
+        'ValueError: OUT_OF_RANGE: Error writing "w/.zarray" in OCDBT database at local file '
+        f'"/run/checkpoints/6/": Failed to write 9386 bytes: File too large {spec}'
+    )
+    short = checkpoint.shortened(text)
+    assert short.startswith("ValueError: OUT_OF_RANGE: Error writing")
+    assert short.endswith("File too large") and len(short) <= 305

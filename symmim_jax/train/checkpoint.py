@@ -20,6 +20,7 @@ the grid: an encoder pretrained at 224 px fine-tunes at 384 px as is.
 """
 
 import functools
+import re
 import time
 
 from absl import logging
@@ -118,7 +119,9 @@ def _damage(state, record: dict, prefix: str = "") -> str | None:
 
 
 def shortened(text: str, length: int = 300) -> str:
-    """Its start and its end: TensorStore names the file first, the OS error last."""
+    """Without TensorStore's spec dump, then its start and its end: TensorStore
+    names the file first, the OS error last."""
+    text = re.sub(r" ?\[tensorstore_spec='.*?'\]", "", text)
     if len(text) <= length:
         return text
     return f"{text[: length // 3]} ... {text[-(length - length // 3) :]}"

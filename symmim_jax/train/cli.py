@@ -63,6 +63,22 @@ class _LazyFileHandler(python_logging.FileHandler):
         os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
         return super()._open()
 
+    def emit(self, record):
+        try:
+            super().emit(record)
+        except OSError:  # opening the file; a failed write comes to handleError
+            self.handleError(record)
+
+    def handleError(self, record):
+        """A log file that cannot be written (a full disk) says so once and is
+        dropped, rather than print a traceback per message on the console."""
+        python_logging.getLogger().removeHandler(self)
+        print(
+            f"Cannot write {self.baseFilename} ({sys.exc_info()[1]}); library messages "
+            "are dropped from here on.",
+            file=sys.stderr,
+        )
+
 
 def log_libraries_to_file(workdir: str) -> str:
     """Library messages leave the console for WORKDIR/log.txt (a temporary file
