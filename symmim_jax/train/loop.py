@@ -197,10 +197,16 @@ def _write(writer, step, metrics, seconds_per_step, batch_size, task, evaluation
 def _check_bad_steps(consecutive: int, step: int, config, manager):
     """Stops the run, before it saves again, after too many skipped steps."""
     if consecutive >= config.max_consecutive_bad_steps:
+        saved = manager.all_steps()
+        kept = (
+            f"The checkpoints in {manager.directory} ({saved}) hold the parameters from "
+            "before them."
+            if saved
+            else "No checkpoint was saved before them, so none holds their parameters."
+        )
         raise TrainingStopped(
             f"The last {consecutive} steps (up to step {step}) had a non-finite loss, "
-            "gradient or update, or a spike (config.guard), and were skipped; stopping. "
-            f"The checkpoints in {manager.directory} ({manager.all_steps()}) hold the "
-            "parameters from before them. Lower config.optim.base_lr, check the input, "
-            "or raise config.max_consecutive_bad_steps."
+            f"gradient or update, or a spike (config.guard), and were skipped; stopping. "
+            f"{kept} Lower config.optim.base_lr, check the input, or raise "
+            "config.max_consecutive_bad_steps."
         )
