@@ -10,6 +10,7 @@ python experiments/aot_matrix.py gpu tpu  # one after the other
 Searches stop once the largest batch is known to within 10%: a ViT-L compile for a
 TPU pod takes up to tens of minutes on 2 cores.
 python experiments/aot_matrix.py presets  # each ImageNet preset as configured, no search
+python experiments/aot_matrix.py gpus     # SymMIM's presets on h200x8, a100x8, h100x8x2
 """
 
 import json
@@ -74,12 +75,16 @@ def entries(group: str):
         for target in ("v5p-128", "v5e-256"):
             for model in ("symmim B/16", "symmim L/16"):
                 yield model, target, "fsdp8+remat", True
+    elif group == "gpus":
+        for target in ("h200x8", "a100x8", "h100x8x2"):
+            for model in ("symmim B/16", "symmim L/16"):
+                yield model, target, "preset", False
     elif group == "presets":
         for model in MODELS:
             for target in ("h100x8", "v5p-128"):
                 yield model, target, "preset", False
     else:
-        sys.exit(f"unknown group {group!r}: use gpu, tpu or presets")
+        sys.exit(f"unknown group {group!r}: use gpu, gpus, tpu or presets")
 
 
 def _overrides(variant: str) -> dict:
