@@ -268,3 +268,33 @@ def test_a_timm_vit_ti16_state_dict_fine_tunes(tmp_path):
     finetune.train(config, str(tmp_path / "ft"))
     results = json.loads((tmp_path / "ft" / "results.json").read_text())
     assert results["init_from"] == config.init_from and results["steps"] == 2
+
+
+def test_pretraining_warm_starts_both_branches_from_a_timm_state_dict(tmp_path, fake_fmnist):
+    """config.init_from in pretraining: the imported encoder in the online
+    branch and the target (the EMA starts equal to it); the heads as initialized."""
+    import flax
+    import tiny_config
+
+    from symmim_jax import pretrain
+
+    path = tmp_path / "vit.safetensors"
+    save_file(dict(timm_vit_mu4().state_dict()), path)
+    config = tiny_config.get_config()
+    config.dataset.manual_dir, config.dataset.data_dir = (str(d) for d in fake_fmnist[:2])
+    config.model.pos_embed, config.init_from = "learned", str(path)
+    task = pretrain.Pretraining(config)
+    task.check_config()
+    task.read_inputs()
+
+    @flax.struct.dataclass
+    class State:
+        params: dict
+        target_params: dict
+
+    heads = {"pixel_head": {"kernel": np.ones((32, 48))}}
+    state = task.load_pretrained(State({"encoder": None, **heads}, {"encoder": None}))
+    _, expected, _ = imported(path)
+    for branch in (state.params, state.target_params):
+        jax.tree.map(np.testing.assert_array_equal, branch["encoder"], expected)
+    assert state.params["pixel_head"] is heads["pixel_head"]
