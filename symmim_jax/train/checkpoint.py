@@ -127,13 +127,18 @@ def shortened(text: str, length: int = 300) -> str:
     return f"{text[: length // 3]} ... {text[-(length - length // 3) :]}"
 
 
+def first_line(err: BaseException) -> str:
+    """'Type: first line of the message', shortened."""
+    return shortened(f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}")
+
+
 def _innermost(err: BaseException) -> str:
-    """The first line of the error that caused `err`: orbax's own names the
-    array index and dumps a TensorStore spec; TensorStore's names the array,
-    the file and what failed."""
+    """first_line of the error that caused `err`: orbax's own names the array
+    index and dumps a TensorStore spec; TensorStore's names the array, the file
+    and what failed."""
     while (err.__cause__ or err.__context__) is not None:
         err = err.__cause__ or err.__context__
-    return shortened(f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}")
+    return first_line(err)
 
 
 def _saved_tree(directory, step: int):

@@ -127,11 +127,9 @@ def saving(manager, step):
             f"{manager.directory} ({manager.all_steps()}) hold the state from before."
         ) from err
     except Exception as err:  # orbax and TensorStore raise many types
-        cause = checkpoint.shortened(
-            f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
-        )
         raise TrainingStopped(
-            f"Saving a checkpoint (step {step}) in {manager.directory} failed ({cause}); "
+            f"Saving a checkpoint (step {step}) in {manager.directory} failed "
+            f"({checkpoint.first_line(err)}); "
             f"the complete checkpoints already there ({_complete(manager)}) are intact."
         ) from err
 
