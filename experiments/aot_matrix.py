@@ -55,18 +55,18 @@ def entries(group: str):
     the goals of the presets first, then the other targets, then the variants."""
     if group == "gpu":
         yield "symmim L/16", "h100x8", "fsdp8+remat", True
+        for model in ("simmim B/16", "mae B/16", "ccmim B/16", "mixmim B/16"):
+            yield model, "h100x8", "fsdp8+remat", True
+        yield "symmim B/16", "h100x8", "fsdp8+remat", True
+        yield "symmim L/16", "h100x8x2", "fsdp8+remat", False
+        yield "symmim L/16", "h200x8", "fsdp8+remat", True
         for target in ("h200x8", "a100x8"):
             yield "symmim B/16", target, "dp", True
-        yield "symmim L/16", "h100x8x2", "fsdp8+remat", False
+        yield "symmim L/16", "a100x8", "fsdp8+remat", False
         for model in ("simmim B/16", "mae B/16", "ccmim B/16", "mixmim B/16"):
             yield model, "h100x8", "dp", True
         yield "symmim B/16", "h100x8", "dp+remat", True
-        yield "symmim B/16", "h100x8", "fsdp8", True
         yield "symmim L/16", "h100x8", "dp", True
-        for target in ("h200x8", "a100x8"):
-            yield "symmim L/16", target, "fsdp8+remat", False
-        for model in ("simmim B/16", "mae B/16", "ccmim B/16", "mixmim B/16"):
-            yield model, "h100x8", "fsdp8+remat", True
     elif group == "tpu":
         yield "symmim B/16", "v4-32", "dp", False
         yield "symmim L/16", "v4-32", "fsdp8+remat", False

@@ -4,7 +4,9 @@
 # batch 64), each pretraining then linear-probed (symmim_jax/configs/demo_linear_probe.py)
 # and, for the method comparison, fine-tuned (symmim_jax/configs/demo_finetune.py).
 #
-# Usage: experiments/compare_methods.sh GROUP [ROOT]   (ROOT default workdirs/compare)
+# Usage: [SEED=S] experiments/compare_methods.sh GROUP [ROOT]
+#   SEED (default 0) seeds every run of the group (initialization, data order,
+#   augmentation, masks); ROOT defaults to workdirs/compare/seedS.
 #   methods   every method's pretraining, probe and fine-tune, plus the from-scratch row
 #   ablation  SymMIM with rec1 / rec1+rec2 / rec1+con ("all three" is the methods row),
 #             probed, then fine-tuned
@@ -12,17 +14,19 @@
 # A step whose results are already there is skipped, so a stopped group reruns
 # from where it stopped. Run two groups at once on two cores: one process per
 # group uses the cores about as well as one process with both.
-# Tables and the plot: python experiments/summarize_comparison.py ROOT
+# Tables and the plot: python experiments/summarize_comparison.py workdirs/compare
 set -euo pipefail
 cd "$(dirname "$0")/.."
 group=$1
-root=${2:-workdirs/compare}
+seed=${SEED:-0}
+root=${2:-workdirs/compare/seed$seed}
 py=.venv/bin/python
 mkdir -p "$root"
 
 pretrain() {  # NAME [CONFIG OVERRIDES...]
   local name=$1; shift
-  $py -m symmim_jax.pretrain --config=symmim_jax/configs/demo.py --workdir="$root/$name" "$@" \
+  $py -m symmim_jax.pretrain --config=symmim_jax/configs/demo.py --workdir="$root/$name" \
+    --config.seed="$seed" "$@" \
     >> "$root/$name.log" 2>&1
 }
 
@@ -35,7 +39,7 @@ evaluate() {  # KIND(probe|finetune) NAME(pretraining, or "scratch")
   fi
   [[ $name != scratch ]] && init=(--config.init_from="$root/$name")
   [[ -f $root/$kind-$name/results.json ]] && return
-  $py -m symmim_jax.$module --config=$config "${init[@]}" \
+  $py -m symmim_jax.$module --config=$config "${init[@]}" --config.seed="$seed" \
     --workdir="$root/$kind-$name" >> "$root/$kind-$name.log" 2>&1
 }
 
