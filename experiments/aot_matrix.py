@@ -11,6 +11,7 @@ Searches stop once the largest batch is known to within 10%: a ViT-L compile for
 TPU pod takes up to tens of minutes on 2 cores.
 python experiments/aot_matrix.py presets  # each ImageNet preset as configured, no search
 python experiments/aot_matrix.py gpus     # SymMIM's presets on h200x8, a100x8, h100x8x2
+python experiments/aot_matrix.py table    # RESULTS' table of the searches done so far
 """
 
 import json
@@ -101,7 +102,41 @@ def done() -> set:
     return {json.loads(line)["entry"] for line in RESULTS.read_text().splitlines() if line}
 
 
+GIB = 2**30
+
+
+def search_table() -> str:
+    """The markdown table of every --find_max_batch entry in RESULTS."""
+    lines = [
+        "| model | target | variant | mesh | remat | largest batch per device | memory there "
+        "| first not fitting | attention | collectives "
+        "| roofline step, images/s per device | compiles |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for line in RESULTS.read_text().splitlines():
+        record = json.loads(line)
+        if "max_batch_per_device" not in record:
+            continue
+        best, largest = record["at_max"], record["max_batch_per_device"]
+        mesh = " x ".join(f"{axis} {size}" for axis, size in record["mesh"].items() if size > 1)
+        collectives = ", ".join(f"{n} {kind}" for kind, n in sorted(best["collectives"].items()))
+        step_ms = best["step_ms_lower_bound"]
+        lines.append(
+            f"| {record['entry']} | {mesh} | {record['remat']} | **{largest}** | "
+            f"{best['memory_per_device_bytes'] / GIB:.1f} of "
+            f"{record['device_memory_bytes'] / GIB:.0f} GiB | "
+            f"{record['first_batch_per_device_not_fitting'] or '-'} | {best['attention']} | "
+            f"{collectives} | {step_ms:.1f} ms ({best['bound_by']}), "
+            f"{1000 * largest / step_ms:.0f} | "
+            f"{len(record['search'])} in {record['wall_seconds'] / 60:.0f} min |"
+        )
+    return "\n".join(lines)
+
+
 def main(group: str):
+    if group == "table":
+        print(search_table())
+        return
     finished = done()
     for model, target, variant, search in entries(group):
         entry = f"{model} | {target} | {variant}"

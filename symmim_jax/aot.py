@@ -175,10 +175,11 @@ def find_max_batch(
     config, target, devices, margin, max_compiles: int = 8, resolution: float = 0.0
 ) -> dict:
     """The largest batch per device that fits: compiles at the config's batch,
-    then guesses from the line through the memory of two batches (memory grows
-    linearly with the batch), and bisects what the guesses leave, until the
-    largest fitting batch is known to within `resolution` of itself (0: to one
-    batch per device, or one micro-batch's worth with accumulation)."""
+    then at batches read off lines through the memory of compiled ones (memory
+    grows about linearly with the batch; see `_next_guess`), until the largest
+    fitting batch is known to within `resolution` of itself (0: to one batch per
+    device, or one micro-batch's worth with accumulation). XLA's memory is not
+    monotonic in the batch, so this is the largest fit found, not a bound."""
     unit = config.grad_accum_steps  # per device: every micro-batch splits over all
     per_device = max(unit, config.batch_size // len(devices) // unit * unit)
     fits, fails, seen = 0, None, {}
@@ -207,27 +208,32 @@ def find_max_batch(
 
 def _next_guess(seen, fits, fails, unit, limit):
     """The next batch per device to compile, or None when the largest that
-    fits is known to within `unit` (or the guesses run out)."""
+    fits is known to within `unit`. Without a failure yet: along the line
+    through the two largest batches, but no further than doubling or four
+    times what memory proportional to the batch would allow (near-flat memory
+    at small batches must not send the guess to a batch 30 times too large).
+    With one: on the line between the largest fit and the smallest failure
+    (regula falsi), at least `unit` above the fit, bisecting where that line
+    gives nothing new."""
     if fails is not None and fails - fits <= unit:
         return None
-    high = fails if fails is not None else float("inf")
-    points = sorted(
-        (b, r["memory_per_device_bytes"])
-        for b, r in seen.items()
-        if r["memory_per_device_bytes"] is not None
-    )
-    guess = None
-    if len(points) >= 2 and points[-1][1] > points[0][1]:
-        (b0, m0), (b1, m1) = points[0], points[-1]
-        guess = int(b0 + (limit - m0) * (b1 - b0) / (m1 - m0)) // unit * unit
-    elif fails is None:
+    memory = {b: r["memory_per_device_bytes"] for b, r in seen.items()}
+    if fails is None:
         guess = 2 * max(fits, unit)
-    if guess is not None:  # just past the last fit, short of the first failure
-        guess = max(guess, fits + unit)
-        guess = min(guess, high - unit) if fails is not None else guess
-    if guess is None or guess in seen:
-        guess = max(fits + unit, int((fits + high) / 2) // unit * unit)
-    return None if guess in seen or guess >= high else guess
+        (b0, m0), (b1, m1) = sorted(memory.items())[-2:] if len(memory) > 1 else [(0, 0)] * 2
+        if m0 is not None and m1 is not None and m1 > m0:
+            line = b1 + (limit - m1) * (b1 - b0) / (m1 - m0)
+            guess = int(min(line, max(guess, 4 * b1 * limit / m1)))
+    elif fits and memory[fits] is not None and memory[fails] is not None:
+        guess = int(fits + (limit - memory[fits]) * (fails - fits) / (memory[fails] - memory[fits]))
+    else:
+        guess = (fits + fails) // 2
+    guess = max(fits + unit, guess // unit * unit)
+    if fails is not None:
+        guess = min(guess, fails - unit)
+        if guess in seen:
+            guess = max(fits + unit, (fits + fails) // 2 // unit * unit)
+    return None if guess in seen else guess
 
 
 def report(config, target_name: str, margin: float, search: bool, resolution: float) -> dict:

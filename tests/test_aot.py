@@ -110,6 +110,33 @@ def test_find_max_batch_finds_the_largest_fitting_batch(monkeypatch):
     assert len(calls) <= 5 and all(b % 2 == 0 for b in calls)
 
 
+def test_find_max_batch_is_not_thrown_by_memory_flat_at_small_batches(monkeypatch):
+    """ViT-L/16 with FSDP and full remat on h100x8 compiled to 31.9 GiB at 256
+    per GPU and 32.2 GiB at 512: the line through those two sent the old search
+    to 38760 per GPU. Against a fake compiler flat below 600 images, linear
+    above, the search must still converge near the true largest batch."""
+    target = targets.get("h100x8")
+    limit = 0.9 * target.chip.memory_bytes
+    calls = []
+
+    def memory(per_device):
+        return 2**30 * (30 + 0.001 * per_device if per_device < 600 else 0.055 * per_device)
+
+    def fake_compile(config, target_, devices, margin):
+        per_device = config.batch_size // len(devices)
+        calls.append(per_device)
+        return {"memory_per_device_bytes": memory(per_device), "fits": memory(per_device) <= limit}
+
+    monkeypatch.setattr(aot, "compile_step", fake_compile)
+    config = tiny_config.get_config()
+    config.batch_size = 256 * 8
+    found = aot.find_max_batch(config, target, list(range(8)), 0.9, resolution=0.1)
+    largest = int(limit / (0.055 * 2**30))  # 1309
+    assert largest * 0.9 <= found["max_batch_per_device"] <= largest
+    assert found["first_batch_per_device_not_fitting"] <= largest * 1.1
+    assert max(calls) <= 4 * largest and len(calls) <= 6
+
+
 def test_collectives_and_attention_are_read_off_the_program():
     hlo = """
   %all-gather-start.1 = (f32[4]) all-gather-start(f32[1] %p), dimensions={0}
