@@ -127,3 +127,27 @@ def test_checkpoint_of_8_device_dp_resumes_on_4_device_fsdp(tmp_path):
     # Reductions run in another order on the other mesh; see test_distributed.
     assert diffs.max() <= 2 * optim.peak_learning_rate(config.optim, config.batch_size)
     assert np.mean(diffs > 1e-6) < 0.01
+
+
+def test_activations_stay_split_over_the_batch_next_to_fsdp_split_weights():
+    """x @ w with w split over fsdp along its output features: XLA may split
+    the product along the features and keep the whole batch on every device;
+    on_batch_axes (on the step's mesh) pins it to the batch, and is a no-op
+    outside a mesh."""
+    mesh = sharding.make_mesh(_mesh_config(2, 4))
+    x = jax.device_put(np.ones((8, 16), np.float32), sharding.batch_sharding(mesh))
+    w = jax.device_put(np.ones((16, 32), np.float32), jax.NamedSharding(mesh, P(None, "fsdp")))
+
+    def product(x, w, pin):
+        y = x @ w  # [B, F]
+        if not pin:
+            return y
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+            return sharding.on_batch_axes(y)
+
+    free = jax.jit(product, static_argnums=2)(x, w, False)
+    pinned = jax.jit(product, static_argnums=2)(x, w, True)
+    assert free.sharding.spec != P(sharding.BATCH_AXES)  # what the pin is for
+    assert pinned.sharding.spec == P(sharding.BATCH_AXES)
+    np.testing.assert_array_equal(free, pinned)
+    assert sharding.on_batch_axes(x) is x

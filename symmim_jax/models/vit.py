@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from symmim_jax.ops import tokens
+from symmim_jax.train import sharding
 
 LAYER_NORM_EPS = 1e-6
 
@@ -170,12 +171,13 @@ class EncoderBlock(nn.Module):
     def __call__(self, x, deterministic: bool, attention_mask=None):
         norm = lambda name: nn.LayerNorm(LAYER_NORM_EPS, dtype=self.dtype, name=name)
         drop = DropPath(self.drop_path)
+        x = sharding.on_batch_axes(x)  # [B, N, D], split over the batch
         y = Attention(self.num_heads, self.dtype, self.attention_impl, name="attn")(
             norm("norm1")(x), attention_mask
         )
         x = x + drop(y, deterministic)
         y = MlpBlock(4 * x.shape[-1], self.dtype, name="mlp")(norm("norm2")(x))
-        return x + drop(y, deterministic)
+        return sharding.on_batch_axes(x + drop(y, deterministic))
 
 
 class VisionTransformer(nn.Module):

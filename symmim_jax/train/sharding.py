@@ -71,6 +71,18 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(BATCH_AXES))
 
 
+def on_batch_axes(x):
+    """x with its leading (batch) axis pinned to the batch axes, when traced on
+    a mesh (`jit_train_step` traces the step on its mesh's abstract mesh);
+    unchanged elsewhere. Without it XLA may follow the FSDP-split weights and
+    split activations along their features instead, and keep every image on
+    every device: MixMIM B/16 with FSDP 8 needed 22.8 GiB per H100 at 32 per GPU
+    against 5.9 GiB data parallel, with 105 all-to-alls."""
+    if not set(BATCH_AXES) <= set(jax.sharding.get_abstract_mesh().axis_names):
+        return x
+    return jax.lax.with_sharding_constraint(x, P(BATCH_AXES))
+
+
 def param_spec(shape: tuple[int, ...], fsdp: int, min_size: int) -> P:
     """Split the largest axis that `fsdp` divides; replicate small leaves.
 

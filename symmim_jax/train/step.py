@@ -286,8 +286,13 @@ def jit_train_step(config, objective: Objective, tx, lr_schedule, state_sharding
         accum_steps=config.grad_accum_steps,
         guard=Guard.from_config(config.guard),
     )
+
+    def step_on_mesh(*args):  # so that the model can pin activations (sharding.on_batch_axes)
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+            return step(*args)
+
     return jax.jit(
-        step,
+        step_on_mesh,
         in_shardings=(state_sharding, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
         out_shardings=(state_sharding, sharding.replicated(mesh)),
         donate_argnums=0,
