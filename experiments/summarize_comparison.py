@@ -57,7 +57,7 @@ def _evaluation(workdir: pathlib.Path) -> dict | None:
 
 
 def _pretraining(workdir: pathlib.Path) -> dict | None:
-    """The last logged step and loss terms (the steps column shows a run not finished)."""
+    """The last logged step and loss terms."""
     path = workdir / "metrics.jsonl"
     if not path.exists():
         return None
@@ -76,6 +76,8 @@ def collect(root: pathlib.Path) -> list[dict]:
             kind, _, name = workdir.name.partition("-")
             if kind not in EVALUATIONS or not name:
                 kind, name = "pretrain", workdir.name
+            if kind == "pretrain" and not (seed_dir / f"probe-{name}" / "results.json").exists():
+                continue  # compare_methods.sh probes a pretraining only once it has finished
             found = (_pretraining if kind == "pretrain" else _evaluation)(workdir)
             if found:
                 key = {"seed": seed, "kind": kind, "name": name}

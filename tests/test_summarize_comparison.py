@@ -37,6 +37,7 @@ def test_seeds_and_recorded_runs_make_one_mean_and_half_range(tmp_path, monkeypa
     _run(compare, 1, "probe-symmim", top1=0.780)
     _run(compare, 0, "finetune-scratch", top1=0.70)
     (compare / "seed1" / "probe-mae").mkdir()  # started, not finished: no record
+    _run(compare, 1, "mae", losses={"train/loss": 0.6})  # not probed yet: still pretraining
     records = tmp_path / "runs.jsonl"
     earlier = {"seed": 2, "kind": "probe", "name": "symmim", "top1": 78.6, "commit": "old"}
     records.write_text(json.dumps(earlier) + "\n")
