@@ -14,8 +14,8 @@ time, and the roofline: the step can be no faster than its FLOPs at the chip's
 peak nor than its memory traffic at the chip's bandwidth. `--find_max_batch`
 searches the largest batch per device that fits.
 
-Targets: h100x8, h100x8x2 (2 hosts), h200x8, a100x8, v4-32, v5e-256, v5p-128,
-v5p-8 (train/targets.py has their chips and topologies). The compilers come
+Targets: h100x8, h100x8x2 (2 hosts), h200x8, a100x8, v4-32, v5e-256, v5e-8,
+v5p-128, v5p-16, v5p-8 (train/targets.py has their chips and topologies). The compilers come
 from requirements-aot.txt (`make test` installs them into .venv/aot_plugins).
 Nothing is read from the dataset: ImageNet-1k's size and classes are assumed
 unless config.dataset names Fashion-MNIST.

@@ -1,7 +1,8 @@
 """Compiles the tiny 224 px configs (197 tokens) ahead of time for an 8 x H100
 host and a 4-chip TPU v5p, for pretraining, fine-tuning and the linear probe:
 one JSON line per case; then the command's errors for a batch or a mesh that
-does not fit a target ({"case": "error/...", "error": message}). Run by
+does not fit a target ({"case": "error/...", "error": message}); then each
+target's device count ({"case": "topology/NAME", "devices": n}). Run by
 tests/test_aot.py in a process of its own, since the compilers are plugins only
 symmim_jax.aot puts on the path."""
 
@@ -12,7 +13,7 @@ import sys
 
 import tiny_config
 
-from symmim_jax.train import run
+from symmim_jax.train import run, targets
 
 # name -> (target, overrides): each must stop before compiling.
 BAD = {
@@ -38,6 +39,9 @@ def main(names):
         except run.ConfigError as err:
             error = str(err)
         print(json.dumps({"case": f"error/{case}", "error": error}), flush=True)
+    for name, target in targets.TARGETS.items():
+        devices = targets.devices(target)
+        print(json.dumps({"case": f"topology/{name}", "devices": len(devices)}), flush=True)
 
 
 if __name__ == "__main__":

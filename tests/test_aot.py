@@ -5,6 +5,7 @@ probe; the search for the largest batch; the parsing of compiled programs; the
 one-line errors of the command."""
 
 import json
+import math
 import pathlib
 import subprocess
 import sys
@@ -59,6 +60,19 @@ def test_model_flops_do_not_depend_on_the_target(compiled_cases):
     for kind in ("pretrain", "finetune", "probe"):
         gpu, tpu = compiled_cases[f"h100x8/{kind}"], compiled_cases[f"v5p-8/{kind}"]
         assert gpu["flops_per_step"] == tpu["flops_per_step"]
+
+
+@pytest.mark.slow  # compiled_cases
+def test_every_target_has_the_devices_its_name_counts(compiled_cases):
+    """GPU names count GPUs per host (x hosts); Cloud TPU names count TensorCores
+    for v4 and v5p (two per chip, one device each) and chips for v5e."""
+    for name in targets.TARGETS:
+        if name.startswith(("h100", "h200", "a100")):
+            expected = math.prod(int(n) for n in name.split("x")[1:])
+        else:
+            generation, count = name.split("-")
+            expected = int(count) if generation == "v5e" else int(count) // 2
+        assert compiled_cases[f"topology/{name}"]["devices"] == expected, name
 
 
 def test_an_unknown_target_is_one_line():

@@ -75,9 +75,10 @@ TARGETS = {
         Target("a100x8", CHIPS["A100"], "cuda", "1x1x8", "a100_sxm_80gb.txtpb"),
         Target("v4-32", CHIPS["TPU v4"], "tpu", "v4:2x2x4", chip_config="megacore"),
         Target("v5e-256", CHIPS["TPU v5e"], "tpu", "v5e:16x16"),
-        Target("v5e-8", CHIPS["TPU v5e"], "tpu", "v5e:2x4"),  # one host: per-chip sizing
+        Target("v5e-8", CHIPS["TPU v5e"], "tpu", "v5e:2x4"),  # 8 chips: per-chip sizing
         Target("v5p-128", CHIPS["TPU v5p"], "tpu", "v5p:4x4x4"),
         Target("v5p-8", CHIPS["TPU v5p"], "tpu", "v5p:2x2x1"),  # one host: tests
+        Target("v5p-16", CHIPS["TPU v5p"], "tpu", "v5p:2x2x2"),  # v5p-128's per-chip FSDP 8
     )
 }
 
