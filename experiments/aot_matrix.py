@@ -69,16 +69,16 @@ def entries(group: str):
         yield "symmim B/16", "h100x8", "dp+remat", True
         yield "symmim L/16", "h100x8", "dp", True
     elif group == "tpu":
-        yield "symmim B/16", "v4-32", "dp", False
-        yield "symmim L/16", "v4-32", "fsdp8+remat", False
-        for model, variant in V5E_PER_CHIP.items():
-            yield model, "v5e-8", variant, False
         # A slice's largest batch per chip with FSDP 8 is searched on the smallest
         # slice with 8 chips: the same per-chip program but for the data axis's
         # all-reduce, at a fraction of a 64- or 256-chip compile's time.
         for model in ("symmim B/16", "symmim L/16"):
             for target in ("v5p-16", "v5e-8"):  # for v5p-128, v5e-256
                 yield model, target, "fsdp8+remat", True
+        yield "symmim B/16", "v4-32", "dp", False
+        yield "symmim L/16", "v4-32", "fsdp8+remat", False
+        for model, variant in V5E_PER_CHIP.items():
+            yield model, "v5e-8", variant, False
     elif group == "gpus":
         for target in ("h200x8", "a100x8", "h100x8x2"):
             for model in ("symmim B/16", "symmim L/16"):
